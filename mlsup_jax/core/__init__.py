@@ -1,0 +1,1 @@
+"""The spine every method shares: state, mesh, trainer, checkpoints, writers, registries."""

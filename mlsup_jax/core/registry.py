@@ -1,0 +1,73 @@
+"""Explicit name → object tables.
+
+Tables map a config name to `"module.path:attribute"` strings that are imported on first use, so
+importing the library does not import every method (and its optional dependencies). There is no
+decorator magic: to add an entry, add one line to the table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+
+class Registry:
+  """A named, explicit, lazily-importing table.
+
+  Args:
+    kind: what the table holds ("method", "loss", …), used in error messages.
+    table: name → `"module:attribute"` (imported lazily) or the object itself.
+  """
+
+  def __init__(self, kind: str, table: Mapping[str, Any]):
+    self.kind = kind
+    self._table = dict(table)
+
+  def names(self) -> list[str]:
+    return sorted(self._table)
+
+  def __contains__(self, name: str) -> bool:
+    return name in self._table
+
+  def get(self, name: str) -> Any:
+    if name not in self._table:
+      raise KeyError(
+        f"Unknown {self.kind} {name!r}. Known {self.kind}s: {', '.join(self.names())}."
+      )
+    entry = self._table[name]
+    if isinstance(entry, str):
+      module_name, _, attribute = entry.partition(":")
+      entry = getattr(importlib.import_module(module_name), attribute)
+      self._table[name] = entry
+    return entry
+
+
+# Method name (config.method) → factory `Method(config)`.
+METHODS = Registry(
+  "method",
+  {
+    "scunet": "mlsup_jax.methods.scunet:ScuNetMethod",
+  },
+)
+
+# Dataset name (config.data.source / config.eval.source) → factory `(config_section) -> Source`.
+DATASETS = Registry(
+  "dataset",
+  {
+    "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
+    "image_folder": "mlsup_jax.data.sources:ImageFolderSource",
+    "nifti_folder": "mlsup_jax.data.sources:NiftiFolderSource",
+    "dicom_folder": "mlsup_jax.data.sources:DicomFolderSource",
+    "nnunet_raw": "mlsup_jax.data.sources:NnUNetRawSource",
+    "tfds": "mlsup_jax.data.sources:TfdsSource",
+  },
+)
+
+# Model name (config.model.name) → Flax module class.
+MODELS = Registry(
+  "model",
+  {
+    "scunet": "mlsup_jax.nn.scunet:ScuNet",
+  },
+)

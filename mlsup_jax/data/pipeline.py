@@ -1,0 +1,125 @@
+"""`config.data` → grain pipelines: seeded, per-process sharded, checkpointable.
+
+Training: source → per-process slice → validation → shuffle (seeded, re-shuffled each epoch) →
+repeat forever → transforms (seeded per example) → batch. The iterator's state is a small dict
+saved with every checkpoint, so a resumed run continues with the very next batch.
+
+Evaluation: a finite pass in order; the last batch is padded to full size and carries
+`valid: [B]` (1 for real examples, 0 for padding) so the eval step never recompiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from mlsup_jax.core.registry import DATASETS
+from mlsup_jax.data.transforms import TRANSFORMS
+from mlsup_jax.data.validation import DataError, check_example
+
+
+def build_source(source_config: ml_collections.ConfigDict):
+  """Instantiates `DATASETS[source_config.name](**other fields)` with a clear error."""
+  fields = dict(source_config.to_dict())
+  name = fields.pop("name")
+  factory = DATASETS.get(name)
+  try:
+    source = factory(**fields)
+  except TypeError as error:
+    raise DataError(f"Dataset {name!r} rejected its config fields {sorted(fields)}: {error}")
+  if len(source) == 0:
+    raise DataError(f"Dataset {name!r} with {fields} is empty: no examples to read.")
+  return source
+
+
+@dataclasses.dataclass(frozen=True)
+class _Validate(grain.transforms.Map):
+  dataset: str
+  spatial_dims: int
+  num_classes: int | None
+  require_label: bool
+
+  def map(self, example):
+    return check_example(
+      example,
+      where=f"dataset {self.dataset!r}",
+      spatial_dims=self.spatial_dims,
+      num_classes=self.num_classes,
+      require_label=self.require_label,
+    )
+
+
+def _local_batch_size(global_batch_size: int) -> int:
+  processes = jax.process_count()
+  if global_batch_size % processes:
+    raise ValueError(
+      f"Global batch size {global_batch_size} is not divisible by {processes} processes."
+    )
+  return global_batch_size // processes
+
+
+def _transforms(names, data_config):
+  return [TRANSFORMS.get(name)(data_config) for name in names]
+
+
+def _validated(source, source_config, data_config) -> grain.MapDataset:
+  dataset = grain.MapDataset.source(source)
+  # Each process reads only its own slice (multi-host input sharding).
+  dataset = dataset[jax.process_index() :: jax.process_count()]
+  return dataset.map(
+    _Validate(
+      dataset=source_config.name,
+      spatial_dims=data_config.spatial_dims,
+      num_classes=data_config.num_classes,
+      require_label=data_config.require_label,
+    )
+  )
+
+
+def train_dataset(data_config: ml_collections.ConfigDict) -> grain.MapDataset:
+  """The infinite, shuffled, augmented, batched training `MapDataset` for this process."""
+  source = build_source(data_config.train_source)
+  dataset = _validated(source, data_config.train_source, data_config)
+  dataset = dataset.shuffle(seed=data_config.seed).repeat(None)
+  for transform in _transforms(data_config.train_transforms, data_config):
+    if isinstance(transform, grain.transforms.RandomMap):
+      dataset = dataset.random_map(transform, seed=data_config.seed + 1)
+    else:
+      dataset = dataset.map(transform)
+  return dataset.batch(_local_batch_size(data_config.batch_size), drop_remainder=True)
+
+
+def train_iterator(data_config: ml_collections.ConfigDict):
+  """A checkpointable iterator (`get_state` / `set_state`) over local training batches."""
+  dataset = train_dataset(data_config).to_iter_dataset(
+    grain.ReadOptions(num_threads=data_config.read_threads, prefetch_buffer_size=2)
+  )
+  if data_config.worker_count > 0:
+    dataset = dataset.mp_prefetch(
+      grain.MultiprocessingOptions(num_workers=data_config.worker_count)
+    )
+  return iter(dataset)
+
+
+def eval_batches(data_config: ml_collections.ConfigDict, batch_size: int) -> Iterator[dict]:
+  """One ordered pass over the eval source in padded local batches with a `valid` mask."""
+  source = build_source(data_config.eval_source)
+  dataset = _validated(source, data_config.eval_source, data_config)
+  for transform in _transforms(data_config.eval_transforms, data_config):
+    dataset = dataset.map(transform)
+  local = _local_batch_size(batch_size)
+  # Every process runs the same number of batches (global arrays need it): pad with invalid ones.
+  per_process = -(-len(source) // jax.process_count())
+  for start in range(0, per_process, local):
+    indices = range(start, min(start + local, len(dataset)))
+    examples = [dataset[i] for i in indices] or [dataset[0]]
+    valid = [1] * len(indices) + [0] * (local - len(indices))
+    examples += [examples[0]] * (local - len(examples))
+    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+    batch["valid"] = np.asarray(valid, np.int32)
+    yield batch

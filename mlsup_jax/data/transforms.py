@@ -1,0 +1,112 @@
+"""Grain transforms: normalisation, channel replication, dihedral ops, crops, intensity jitter.
+
+Random transforms are `grain.transforms.RandomMap`s: grain seeds each example's generator from
+the pipeline seed and the example's index, so augmentation is reproducible and a resumed run
+sees exactly the same augmented batches. Spatial transforms move every array that shares the
+image's spatial shape (label, masks, intensity maps) together with the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+
+from mlsup_jax.core.registry import Registry
+
+
+def _spatial_keys(example: dict, spatial_dims: int) -> list[str]:
+  shape = np.shape(example["image"])[:spatial_dims]
+  return [k for k, v in example.items() if np.shape(v)[:spatial_dims] == shape]
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalize(grain.transforms.Map):
+  """`image ← (image − mean) / std` (the "zero-means" normalisation of SCU-Net)."""
+
+  mean: float
+  std: float
+
+  def map(self, example):
+    image = (np.asarray(example["image"], np.float32) - self.mean) / self.std
+    return {**example, "image": image}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicateChannels(grain.transforms.Map):
+  """Stacks copies of a one-channel image: `[..., 1] → [..., copies]`."""
+
+  copies: int
+
+  def map(self, example):
+    image = np.asarray(example["image"])
+    if image.shape[-1] != 1:
+      return example
+    return {**example, "image": np.repeat(image, self.copies, axis=-1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomDihedral(grain.transforms.RandomMap):
+  """Uniformly one of {rot90, h-flip, v-flip, rot270, identity} (SCU-Net's augmentation)."""
+
+  spatial_dims: int = 2
+
+  def random_map(self, example, rng: np.random.Generator):
+    op = int(rng.integers(5))
+    out = dict(example)
+    for key in _spatial_keys(example, self.spatial_dims):
+      x = np.asarray(example[key])
+      if op == 0:
+        x = np.rot90(x, 1, axes=(0, 1))
+      elif op == 1:
+        x = x[:, ::-1]
+      elif op == 2:
+        x = x[::-1, :]
+      elif op == 3:
+        x = np.rot90(x, 3, axes=(0, 1))
+      out[key] = np.ascontiguousarray(x)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomBrightness(grain.transforms.RandomMap):
+  """Multiplies the image by a factor in `[1 − delta, 1 + delta]` (torchvision's ColorJitter)."""
+
+  delta: float
+
+  def random_map(self, example, rng: np.random.Generator):
+    factor = np.float32(rng.uniform(1.0 - self.delta, 1.0 + self.delta))
+    return {**example, "image": np.asarray(example["image"], np.float32) * factor}
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomCrop(grain.transforms.RandomMap):
+  """A random `size`-sided crop of every spatial array (all spatial dims the same size)."""
+
+  size: int
+  spatial_dims: int = 2
+
+  def random_map(self, example, rng: np.random.Generator):
+    shape = np.shape(example["image"])[: self.spatial_dims]
+    if any(s < self.size for s in shape):
+      raise ValueError(f"RandomCrop size {self.size} exceeds the image's spatial shape {shape}.")
+    starts = [int(rng.integers(s - self.size + 1)) for s in shape]
+    window = tuple(slice(st, st + self.size) for st in starts)
+    out = dict(example)
+    for key in _spatial_keys(example, self.spatial_dims):
+      out[key] = np.ascontiguousarray(np.asarray(example[key])[window])
+    return out
+
+
+# Name (in `config.data.*_transforms`) → factory taking the `config.data` section.
+TRANSFORMS = Registry(
+  "transform",
+  {
+    "normalize": lambda c: Normalize(mean=c.norm_mean, std=c.norm_std),
+    "replicate_channels": lambda c: ReplicateChannels(copies=c.in_channels),
+    "random_dihedral": lambda c: RandomDihedral(spatial_dims=c.spatial_dims),
+    "random_brightness": lambda c: RandomBrightness(delta=c.brightness_delta),
+    "random_crop": lambda c: RandomCrop(size=c.crop_size, spatial_dims=c.spatial_dims),
+  },
+)
