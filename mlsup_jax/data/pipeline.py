@@ -31,7 +31,9 @@ def build_source(source_config: ml_collections.ConfigDict):
   try:
     source = factory(**fields)
   except TypeError as error:
-    raise DataError(f"Dataset {name!r} rejected its config fields {sorted(fields)}: {error}")
+    raise DataError(
+      f"Dataset {name!r} rejected its config fields {sorted(fields)}: {error}"
+    ) from error
   if len(source) == 0:
     raise DataError(f"Dataset {name!r} with {fields} is empty: no examples to read.")
   return source

@@ -1,0 +1,1 @@
+"""Method configs: `configs/<method>.py` defines `get_config(arg=None)`."""

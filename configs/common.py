@@ -1,0 +1,66 @@
+"""Config sections and the `arg` parser shared by every method config."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, flags: set[str], values: dict[str, str]) -> tuple[set[str], dict]:
+  """Parses `"smoke,dataset=phantom_bac"` into flags and `key=value` options.
+
+  Args:
+    arg: the text after `:` in `--config=configs/x.py:ARG`, or None.
+    flags: accepted bare words (e.g. {"smoke"}).
+    values: accepted `key=value` keys and their defaults.
+
+  Raises:
+    ValueError: on an unknown word or key, naming the accepted ones.
+  """
+  chosen_flags, chosen = set(), dict(values)
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    key, sep, value = item.partition("=")
+    if sep and key in values:
+      chosen[key] = value
+    elif not sep and item in flags:
+      chosen_flags.add(item)
+    else:
+      raise ValueError(
+        f"Unknown config option {item!r}. Flags: {sorted(flags)}; key=value options: "
+        f"{sorted(values)}."
+      )
+  return chosen_flags, chosen
+
+
+def optimizer(name="adamw", learning_rate=1e-3, weight_decay=0.0) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(
+    {
+      "name": name,
+      "learning_rate": learning_rate,
+      "schedule": "constant",
+      "warmup_steps": 0,
+      "b1": 0.9,
+      "b2": 0.999,
+      "eps": 1e-8,
+      "weight_decay": weight_decay,
+      "momentum": 0.9,
+      "nesterov": False,
+      "grad_clip_norm": 0.0,
+    }
+  )
+
+
+def train(num_steps: int, log_every: int, checkpoint_every: int) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(
+    {
+      "num_steps": num_steps,
+      "log_every": log_every,
+      "checkpoint_every": checkpoint_every,
+      "keep_checkpoints": 2,
+      "tensorboard": True,
+    }
+  )
+
+
+def mesh() -> ml_collections.ConfigDict:
+  # data=-1: every device not used by fsdp holds a slice of the batch.
+  return ml_collections.ConfigDict({"data": -1, "fsdp": 1})

@@ -1,0 +1,28 @@
+r"""Evaluate the newest checkpoint of a workdir (no training).
+
+python -m launch.evaluate --config=configs/scunet.py:smoke --workdir=runs/scunet_smoke
+"""
+
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from mlsup_jax.core import evaluation, mesh
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir holding the checkpoints.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Force jax.distributed.initialize().")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  mesh.maybe_initialize_distributed(force=_MULTIHOST.value)
+  results = evaluation.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, step=_STEP.value)
+  print(json.dumps(results, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+  app.run(main)

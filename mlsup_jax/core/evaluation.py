@@ -1,0 +1,61 @@
+"""Evaluation: run `method.eval_step` over the eval set, then `method.evaluate` on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from mlsup_jax.core import mesh as mesh_lib
+from mlsup_jax.core.checkpoint import Checkpointer
+from mlsup_jax.core.method import Method
+from mlsup_jax.core.run_setup import RunSetup
+from mlsup_jax.data import pipeline
+
+
+def _host(tree):
+  """Fetches (and on multi-host, gathers) a pytree of global arrays as numpy."""
+  if jax.process_count() > 1:
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def evaluate(
+  method: Method, state, config: ml_collections.ConfigDict, mesh, rng, workdir: str | None
+) -> dict[str, float]:
+  """Runs `method.eval_step` over the eval set and `method.evaluate` on the gathered outputs."""
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+  eval_step = jax.jit(method.eval_step, out_shardings=batch_sharding)
+  gathered: dict[str, list[np.ndarray]] = {}
+  for index, local_batch in enumerate(pipeline.eval_batches(config.data, config.eval.batch_size)):
+    batch = mesh_lib.global_batch(local_batch, mesh)
+    outputs = _host(eval_step(state, batch, jax.random.fold_in(rng, index)))
+    valid = np.asarray(_host(batch["valid"])).astype(bool)
+    for key, value in outputs.items():
+      gathered.setdefault(key, []).append(np.asarray(value)[valid])
+  outputs = {key: np.concatenate(values) for key, values in gathered.items()}
+  results = {k: float(v) for k, v in method.evaluate(outputs, workdir).items()}
+  if workdir is not None and jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval_results.json"), "w") as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+  return results
+
+
+def evaluate_checkpoint(
+  config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+) -> dict[str, float]:
+  """Restores checkpoint `step` (default: newest) of `workdir` and evaluates it."""
+  run = RunSetup(config)
+  checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
+  try:
+    step = checkpointer.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint in {checkpointer.directory} to evaluate.")
+    state, _, _ = run.restore(checkpointer, step)
+    return evaluate(run.method, state, config, run.mesh, run.eval_rng, workdir)
+  finally:
+    checkpointer.close()

@@ -1,0 +1,114 @@
+"""`train_and_evaluate(config, workdir)`: the one training loop, for every method.
+
+The loop knows nothing about any method: it asks the registry for the method, builds the mesh
+and the input pipeline, creates or restores the state, runs each `Stage` with its jitted,
+sharded, state-donating step, logs without blocking the device, checkpoints, and evaluates.
+Re-running the same command with the same workdir resumes from the newest checkpoint and
+reproduces the uninterrupted run bit for bit (RNG = fold_in(seed, step); data iterator state is
+checkpointed).
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from mlsup_jax.core import mesh as mesh_lib
+from mlsup_jax.core.checkpoint import Checkpointer
+from mlsup_jax.core.evaluation import evaluate
+from mlsup_jax.core.method import Stage
+from mlsup_jax.core.run_setup import RunSetup, enter_stage
+from mlsup_jax.core.writers import MetricWriters
+from mlsup_jax.data import pipeline
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, devices=None
+) -> dict[str, float]:
+  """Trains every stage of `config.method`, checkpointing and resuming, then evaluates.
+
+  Args:
+    config: a method config (see `configs/`).
+    workdir: where config, metrics, TensorBoard events, checkpoints and reports go.
+    devices: the devices of the mesh (default: all).
+
+  Returns:
+    The evaluation metrics (also written to `<workdir>/eval_results.json`).
+  """
+  run = RunSetup(config, devices)
+  checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
+  writers = MetricWriters(workdir, run.total_steps, tensorboard=config.train.tensorboard)
+  data_iter = pipeline.train_iterator(config.data)
+
+  step, stage_index = 0, 0
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    stage_index = checkpointer.restore_meta(latest)["stage_index"]
+    abstract, shardings = run.state_shardings(stage_index)
+    abstract = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+    )
+    state, data_state = checkpointer.restore(latest, abstract)
+    data_iter.set_state(data_state)
+    step = latest
+    logging.info("Resumed from step %d (stage %s).", step, run.stages[stage_index].name)
+  else:
+    state = run.create_state(0)
+
+  try:
+    for index in range(stage_index, len(run.stages)):
+      stage = run.stages[index]
+      _, shardings = run.state_shardings(index)
+      if index != stage_index:
+        state = jax.jit(enter_stage, static_argnums=1, out_shardings=shardings)(state, stage)
+        stage_index = index
+      end = run.starts[index] + stage.num_steps
+      train_step = run.compile_step(stage, shardings)
+      state, step = _run_stage(
+        run, stage, index, train_step, state, step, end, data_iter, checkpointer, writers
+      )
+    checkpointer.wait()
+    results = evaluate(run.method, state, config, run.mesh, run.eval_rng, workdir)
+    writers.write(step, {f"eval/{k}": v for k, v in results.items()}, stage="eval", progress=False)
+  finally:
+    checkpointer.close()
+    writers.close()
+  return results
+
+
+def _run_stage(run, stage, index, train_step, state, step, end, data_iter, checkpointer, writers):
+  """Runs `stage` from `step` to `end`; returns `(state, step)`."""
+  config = run.config.train
+  to_log = None  # Metrics of an earlier step, read only after the next step is dispatched.
+  while step < end:
+    batch = mesh_lib.global_batch(next(data_iter), run.mesh)
+    state, metrics = train_step(state, batch, jax.random.fold_in(run.train_rng, step))
+    step += 1
+    if to_log is not None:
+      _log(to_log, writers, checkpointer, stage)
+      to_log = None
+    if step % config.log_every == 0 or step == end:
+      to_log = (step, metrics)
+    if step % config.checkpoint_every == 0 or step == end:
+      if to_log is not None:
+        _log(to_log, writers, checkpointer, stage)
+        to_log = None
+      checkpointer.save(step, state, data_iter.get_state(), index)
+  if to_log is not None:
+    _log(to_log, writers, checkpointer, stage)
+  return state, step
+
+
+def _log(entry, writers: MetricWriters, checkpointer: Checkpointer, stage: Stage) -> None:
+  step, metrics = entry
+  values = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+  writers.write(step, values, stage=stage.name)
+  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+  if bad:
+    raise FloatingPointError(
+      f"Non-finite training metrics at step {step} (stage {stage.name!r}): {bad}. Training "
+      f"stopped; the last good checkpoint is step {checkpointer.latest_step()} in "
+      f"{checkpointer.directory}."
+    )

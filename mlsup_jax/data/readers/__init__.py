@@ -1,0 +1,1 @@
+"""Per-format readers behind `mlsup_jax.data.sources` (import the sources from there)."""

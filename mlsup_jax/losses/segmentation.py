@@ -1,0 +1,98 @@
+"""Segmentation losses.
+
+Every loss is pure and keyword-only: `loss(*, outputs, batch, **hparams) -> (scalar, metrics)`.
+
+**The Dice convention of this library** (used by every method; written down once here):
+soft Dice on *probabilities* (sigmoid for one output channel, softmax otherwise),
+`1 − (2 Σ p·g + smooth) / (Σ p + Σ g + smooth)` with `smooth = 1` by default. Sums run over the
+whole batch and all pixels ("batch Dice") unless `per_sample=True`, which averages per-example
+Dice losses. With several classes the loss is the mean over classes, background included unless
+`include_background=False`. Examples with `batch["valid"] == 0` (evaluation padding) are ignored.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def probabilities_and_targets(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`logits: [B, *S, K]`, `labels: [B, *S]` int → `(probs, one_hot)`, both `[B, *S, K']`.
+
+  One channel (K = 1) is a binary sigmoid output whose target is `labels == 1`; K > 1 is a
+  softmax over K classes.
+  """
+  if logits.shape[-1] == 1:
+    return jax.nn.sigmoid(logits), (labels[..., None] == 1).astype(logits.dtype)
+  return jax.nn.softmax(logits, axis=-1), jax.nn.one_hot(
+    labels, logits.shape[-1], dtype=logits.dtype
+  )
+
+
+def _example_weights(batch: dict, batch_size: int) -> jax.Array:
+  return batch.get("valid", jnp.ones((batch_size,), jnp.float32)).astype(jnp.float32)
+
+
+def soft_dice(
+  *,
+  outputs: dict,
+  batch: dict,
+  smooth: float = 1.0,
+  per_sample: bool = False,
+  include_background: bool = True,
+):
+  """Soft Dice loss (see the module docstring for the convention).
+
+  Args:
+    outputs: `logits: [B, *S, K]`.
+    batch: `label: [B, *S]` int; optional `valid: [B]`.
+    smooth: additive smoothing in numerator and denominator.
+    per_sample: per-example Dice averaged over the batch instead of batch Dice.
+    include_background: for K > 1, whether class 0 counts.
+
+  Returns:
+    `(loss, {"dice": 1 − loss})`.
+  """
+  probs, target = probabilities_and_targets(outputs["logits"], batch["label"])
+  if probs.shape[-1] > 1 and not include_background:
+    probs, target = probs[..., 1:], target[..., 1:]
+  weights = _example_weights(batch, probs.shape[0])
+  weights = weights.reshape((-1,) + (1,) * (probs.ndim - 1))
+  spatial = tuple(range(1, probs.ndim - 1))
+  intersection = jnp.sum(probs * target * weights, axis=spatial)  # [B, K]
+  denominator = jnp.sum((probs + target) * weights, axis=spatial)  # [B, K]
+  if per_sample:
+    dice = (2 * intersection + smooth) / (denominator + smooth)  # [B, K]
+    w = weights.reshape(-1)
+    dice = jnp.sum(jnp.mean(dice, axis=-1) * w) / jnp.maximum(jnp.sum(w), 1.0)
+  else:
+    dice = jnp.mean((2 * intersection.sum(0) + smooth) / (denominator.sum(0) + smooth))
+  return 1.0 - dice, {"dice": dice}
+
+
+def cross_entropy(*, outputs: dict, batch: dict, label_smoothing: float = 0.0):
+  """Pixel-wise cross-entropy from logits (sigmoid BCE for K = 1, softmax CE for K > 1).
+
+  Args:
+    outputs: `logits: [B, *S, K]`.
+    batch: `label: [B, *S]` int; optional `valid: [B]`.
+    label_smoothing: optax-style smoothing of the one-hot targets (K > 1 only).
+
+  Returns:
+    `(loss, {"cross_entropy": loss})`, the mean over valid pixels.
+  """
+  logits = outputs["logits"]
+  labels = batch["label"]
+  if logits.shape[-1] == 1:
+    per_pixel = optax.sigmoid_binary_cross_entropy(
+      logits[..., 0], (labels == 1).astype(logits.dtype)
+    )
+  else:
+    target = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    target = optax.smooth_labels(target, label_smoothing) if label_smoothing else target
+    per_pixel = optax.softmax_cross_entropy(logits, target)
+  weights = _example_weights(batch, logits.shape[0])
+  per_example = jnp.mean(per_pixel.reshape(per_pixel.shape[0], -1), axis=1)
+  loss = jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+  return loss, {"cross_entropy": loss}

@@ -1,0 +1,1 @@
+"""One file per method: its `Method`, composed from `nn/`, `losses/` and `core/`."""

@@ -1,0 +1,1 @@
+"""Host-side (numpy/scipy) evaluation metrics: segmentation overlap/distance and BAC burden."""
