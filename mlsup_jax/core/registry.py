@@ -30,6 +30,15 @@ class Registry:
   def __contains__(self, name: str) -> bool:
     return name in self._table
 
+  def register(self, name: str, entry: Any, *, replace: bool = False) -> None:
+    """Adds an entry at run time (tests, notebooks); tables in this file stay the source of truth."""
+    if name in self._table and not replace:
+      raise KeyError(f"{self.kind} {name!r} is already registered; pass replace=True.")
+    self._table[name] = entry
+
+  def unregister(self, name: str) -> None:
+    self._table.pop(name, None)
+
   def get(self, name: str) -> Any:
     if name not in self._table:
       raise KeyError(

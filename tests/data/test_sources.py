@@ -92,7 +92,10 @@ def test_image_folder_png_with_labels(tmp_path):
   _png(tmp_path / "images" / "a.png", gray)
   _png(tmp_path / "images" / "b.png", rgb)
   _png(tmp_path / "labels" / "a.png", (gray > 100).astype(np.uint8))
-  _png(tmp_path / "labels" / "b.png", np.full((3, 4), 2, np.uint8))
+  palette_mask = Image.new("P", (4, 3))  # A VOC-style palette mask: indices are the classes.
+  palette_mask.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255])
+  palette_mask.putdata([2] * 12)
+  palette_mask.save(tmp_path / "labels" / "b.png")
   source = ImageFolderSource(str(tmp_path))
   assert len(source) == 2 and source.case_ids == ["a", "b"]
   assert "ImageFolderSource" in repr(source) and "2 cases" in repr(source)
@@ -418,19 +421,26 @@ def test_tfds_source_reads_without_tensorflow(tfds_dir):
   source = TfdsSource("mlsup_tiny", split="train", data_dir=tfds_dir, label_key="mask")
   assert len(source) == 3 and "mlsup_tiny" in repr(source)
   assert list(source.case_ids) == ["mlsup_tiny/train/0", "mlsup_tiny/train/1", "mlsup_tiny/train/2"]
-  example = source[2]
-  assert set(example) == {"image", "label"}
-  assert example["image"].shape == (6, 7, 1) and example["image"].dtype == np.float32
-  np.testing.assert_allclose(example["image"], 100 / 255, rtol=1e-6)
-  assert example["label"].shape == (6, 7) and example["label"].dtype == np.int32
-  np.testing.assert_array_equal(example["label"], 2)
+  # TFDS shuffles records when preparing; each record's image and mask both encode its index.
+  masks = []
+  for example in (source[i] for i in range(len(source))):
+    assert set(example) == {"image", "label"}
+    assert example["image"].shape == (6, 7, 1) and example["image"].dtype == np.float32
+    assert example["label"].shape == (6, 7) and example["label"].dtype == np.int32
+    index = int(example["label"][0, 0])
+    np.testing.assert_array_equal(example["label"], index)
+    np.testing.assert_allclose(example["image"], 50 * index / 255, rtol=1e-6)
+    masks.append(index)
+  assert sorted(masks) == [0, 1, 2]
   classes = TfdsSource("mlsup_tiny", split="test", data_dir=tfds_dir)
   assert len(classes) == 2
-  assert classes[1]["class_label"].shape == () and int(classes[1]["class_label"]) == 1
+  for example in (classes[0], classes[1]):
+    assert set(example) == {"image", "class_label"} and example["class_label"].shape == ()
+    np.testing.assert_allclose(example["image"], 50 * int(example["class_label"]) / 255)
   volumes = TfdsSource("mlsup_tiny", "train[1:]", tfds_dir, image_key="volume", label_key=None)
   assert len(volumes) == 2 and set(volumes[0]) == {"image"}
   assert volumes[0]["image"].shape == (4, 4, 3, 1)
-  np.testing.assert_array_equal(volumes[0]["image"], 1.0)
+  assert volumes[0]["image"].dtype == np.float32
   assert "tensorflow" not in sys.modules
 
 

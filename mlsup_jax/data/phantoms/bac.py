@@ -132,6 +132,7 @@ class BacPhantomSource(PhantomSource):
     self.patch_stride = int(patch_stride)
     self.positive_only = bool(positive_only)
     self.whole_images = bool(whole_images)
+    self._grid = np.mgrid[0 : self.image_size, 0 : self.image_size].astype(np.float32)
     self.patch_index = np.zeros((0, 3), np.int32)
     if not self.whole_images:
       self.patch_index = self._build_patch_index()
@@ -174,14 +175,14 @@ class BacPhantomSource(PhantomSource):
     del index  # Everything comes from `rng`.
     n = self.image_size
     scale = n / 256.0  # Lengths are tuned at 256²; vessel widths stay in pixels.
-    rows, cols = np.mgrid[0:n, 0:n].astype(np.float32)
+    rows, cols = self._grid
 
     # Silhouette: half-ellipse attached to the chest wall (column 0), wobbly skin line.
     centre_row = n * rng.uniform(0.42, 0.58)
     depth = n * rng.uniform(0.62, 0.9)  # chest wall → nipple
     half_height = n * rng.uniform(0.42, 0.62)  # > n/2 clips at the top/bottom like MLO views
     u, v = (rows - centre_row) / half_height, cols / depth
-    wobble = 1.0 + 0.03 * smooth_random_field(rng, (64,), 3.0)
+    wobble = 1.0 + 0.02 * smooth_random_field(rng, (64,), 6.0)
     angle_grid = np.linspace(-math.pi / 2, math.pi / 2, 64)
     radius = np.hypot(u, v) / np.interp(np.arctan2(u, v), angle_grid, wobble).astype(np.float32)
     breast_soft = 1.0 - smoothstep(radius, 0.985, 1.0)
@@ -189,13 +190,14 @@ class BacPhantomSource(PhantomSource):
 
     # Pectoral muscle (MLO-like) in the upper chest-wall corner, for about half the images.
     muscle = np.zeros((n, n), np.float32)
+    s_muscle = np.ones((n, n), np.float32)
     if rng.uniform() < 0.45:
       muscle_rows = n * rng.uniform(0.45, 0.85)
-      muscle_cols = n * rng.uniform(0.12, 0.3)
+      muscle_cols = n * rng.uniform(0.18, 0.4)
       bulge = rng.uniform(0.0, 0.25)
-      s = rows / muscle_rows + cols / muscle_cols
-      s -= bulge * (rows / muscle_rows) * (1.0 - rows / muscle_rows)
-      muscle = 1.0 - smoothstep(s, 0.97, 1.03)
+      s_muscle = rows / muscle_rows + cols / muscle_cols
+      s_muscle -= bulge * (rows / muscle_rows) * (1.0 - rows / muscle_rows)
+      muscle = 1.0 - smoothstep(s_muscle, 0.96, 1.04)
       breast_soft = np.maximum(breast_soft, muscle)
       breast |= muscle > 0.5
 
@@ -204,23 +206,33 @@ class BacPhantomSource(PhantomSource):
     thickness = 0.42 + 0.58 * smoothstep(skin_depth, 0.0, 0.3)
     from_chest = np.clip(v, 0.0, 1.0)
     envelope = (1.0 - smoothstep(radius, 0.45, 0.9)) * (1.0 - 0.5 * from_chest)
-    blobs = fractal_noise(rng, (n, n), beta=3.0, max_wavelength=120 * scale, stretch=(1.0, 1.6))
+    blobs = fractal_noise(
+      rng, (n, n), beta=3.0, max_wavelength=120 * scale, min_wavelength=3.0, stretch=(1.0, 1.6)
+    )
     ridge_source = fractal_noise(
       rng, (n, n), beta=2.6, max_wavelength=40 * scale, stretch=(1.0, 2.0)
     )
     strands = np.exp(-np.square(ridge_source / 0.3))
     mottle = fractal_noise(rng, (n, n), beta=2.2, max_wavelength=12 * scale)
-    density = rng.uniform(-0.9, 0.7)  # per image: fatty … extremely dense
-    dense_signal = 0.85 * blobs + 0.7 * strands + 3.2 * envelope - 1.6 + density
-    dense = smoothstep(dense_signal, -0.4, 1.1)
-    fat_level = rng.uniform(0.26, 0.38)
+    density = rng.uniform(-1.0, 0.6)  # per image: fatty … extremely dense
+    dense_signal = 0.9 * blobs + 0.6 * strands + 2.6 * envelope - 1.4 + density
+    dense = smoothstep(dense_signal, -0.9, 1.6)
+    fat_level = rng.uniform(0.26, 0.36)
     dense_gain = rng.uniform(0.3, 0.45)
-    tissue = fat_level + dense_gain * dense + 0.035 * mottle + 0.04 * strands * (1.0 - dense)
+    tissue = (
+      fat_level
+      + dense_gain * dense
+      + 0.03 * blobs * dense
+      + 0.035 * mottle
+      + 0.04 * strands * (1.0 - dense)
+    )
     tissue *= thickness
-    muscle_level = rng.uniform(0.62, 0.8) + 0.03 * mottle
+    # The muscle brightens towards its corner and has a faint fibrous texture.
+    muscle_level = rng.uniform(0.55, 0.72) + 0.12 * (1.0 - np.clip(s_muscle, 0.0, 1.0))
+    muscle_level = muscle_level + 0.03 * mottle + 0.04 * blobs
     tissue = tissue * (1.0 - muscle) + muscle_level * muscle
     # A slightly brighter skin line.
-    tissue += 0.05 * (smoothstep(radius, 0.955, 0.985) - smoothstep(radius, 0.985, 1.0))
+    tissue += 0.035 * (smoothstep(radius, 0.955, 0.985) - smoothstep(radius, 0.985, 1.0))
 
     image = tissue
     label = np.zeros((n, n), bool)
@@ -237,9 +249,9 @@ class BacPhantomSource(PhantomSource):
           (start_row, start_col),
           heading,
           length,
-          curvature_std=0.035 / scale,
-          curvature_correlation=14.0 * scale,
-          heading_pull=0.01 / scale,
+          curvature_std=0.012 / scale,
+          curvature_correlation=25.0 * scale,
+          heading_pull=0.02 / scale,
         )
         pixels = np.rint(points).astype(int)
         in_image = np.all((pixels >= 0) & (pixels < n), axis=1)
@@ -270,7 +282,7 @@ class BacPhantomSource(PhantomSource):
 
     # Calcified arteries.
     if rng.uniform() >= NEGATIVE_FRACTION:
-      image_contrast = math.exp(rng.uniform(math.log(0.04), math.log(0.4)))
+      image_contrast = math.exp(rng.uniform(math.log(0.06), math.log(0.5)))
       num_arteries = int(rng.choice([1, 2, 3, 4], p=[0.35, 0.3, 0.2, 0.15]))
       attempts = 0
       drawn = 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import functools
 import math
 import threading
 from collections.abc import Sequence
@@ -53,7 +54,9 @@ def case_rng(seed: int, split: str, index: int) -> np.random.Generator:
   return np.random.default_rng([int(seed), split_id(split), int(index)])
 
 
-def _frequency_radius(shape: Sequence[int], stretch: Sequence[float] | None = None) -> np.ndarray:
+def _frequency_radius(
+  shape: tuple[int, ...], stretch: tuple[float, ...] | None = None
+) -> np.ndarray:
   """|f| in cycles/pixel on the `rfftn` grid of `shape`: `[*shape[:-1], shape[-1] // 2 + 1]`.
 
   With `stretch`, axis k's frequencies are multiplied by `stretch[k]` (an anisotropic metric).
@@ -65,12 +68,38 @@ def _frequency_radius(shape: Sequence[int], stretch: Sequence[float] | None = No
   return np.sqrt(sum(g * g for g in grids))
 
 
+@functools.lru_cache(maxsize=64)
+def _fractal_amplitude(shape, beta, max_wavelength, min_wavelength, stretch) -> np.ndarray:
+  f = _frequency_radius(shape, stretch)
+  with np.errstate(divide="ignore"):
+    amplitude = np.where(f > 0, f ** (-beta / 2.0), 0.0)
+  if max_wavelength is not None:
+    amplitude *= 1.0 - np.exp(-((f * max_wavelength) ** 2))
+  amplitude *= np.exp(-((f * min_wavelength / 2.0) ** 4))
+  return _frozen(amplitude)
+
+
+@functools.lru_cache(maxsize=256)
+def _gaussian_amplitude(shape, correlation_length) -> np.ndarray:
+  amplitude = np.exp(-2.0 * (math.pi * _frequency_radius(shape) * correlation_length) ** 2)
+  amplitude.flat[0] = 0.0
+  return _frozen(amplitude)
+
+
+def _frozen(amplitude: np.ndarray) -> np.ndarray:
+  out = amplitude.astype(np.float32)
+  out.flags.writeable = False  # Shared by every caller through the cache.
+  return out
+
+
 def _field_from_amplitude(rng: np.random.Generator, shape, amplitude: np.ndarray) -> np.ndarray:
-  noise = rng.standard_normal(amplitude.shape) + 1j * rng.standard_normal(amplitude.shape)
-  field = np.fft.irfftn(noise * amplitude, s=shape)
+  real = rng.standard_normal(amplitude.shape, dtype=np.float32)
+  imaginary = rng.standard_normal(amplitude.shape, dtype=np.float32)
+  spectrum = real * amplitude + 1j * (imaginary * amplitude)
+  field = np.fft.irfftn(spectrum.astype(np.complex64), s=shape)
   field -= field.mean()
   std = field.std()
-  return (field / std if std > 0 else field).astype(np.float32)
+  return (field / std if std > 0 else field).astype(np.float32, copy=False)
 
 
 def fractal_noise(
@@ -84,6 +113,8 @@ def fractal_noise(
   """Gaussian noise with power spectrum ∝ 1/|f|^beta, normalised to zero mean and unit std.
 
   beta ≈ 3 reproduces the power law measured on mammographic parenchyma; smaller beta is rougher.
+  The amplitude spectrum is cached per parameter set, so repeated calls only cost the random
+  draws and one inverse FFT.
 
   Args:
     rng: the case generator.
@@ -99,12 +130,13 @@ def fractal_noise(
     `[*shape]` float32, mean 0, std 1 (periodic at the borders).
   """
   shape = tuple(int(n) for n in shape)
-  f = _frequency_radius(shape, stretch)
-  with np.errstate(divide="ignore"):
-    amplitude = np.where(f > 0, f ** (-beta / 2.0), 0.0)
-  if max_wavelength is not None:
-    amplitude *= 1.0 - np.exp(-((f * max_wavelength) ** 2))
-  amplitude *= np.exp(-((f * min_wavelength / 2.0) ** 4))
+  amplitude = _fractal_amplitude(
+    shape,
+    float(beta),
+    None if max_wavelength is None else float(max_wavelength),
+    float(min_wavelength),
+    None if stretch is None else tuple(float(k) for k in stretch),
+  )
   return _field_from_amplitude(rng, shape, amplitude)
 
 
@@ -122,9 +154,7 @@ def smooth_random_field(
     `[*shape]` float32, mean 0, std 1 (periodic at the borders).
   """
   shape = tuple(int(n) for n in shape)
-  f = _frequency_radius(shape)
-  amplitude = np.exp(-2.0 * (math.pi * f * correlation_length) ** 2)
-  amplitude.flat[0] = 0.0
+  amplitude = _gaussian_amplitude(shape, float(correlation_length))
   return _field_from_amplitude(rng, shape, amplitude)
 
 

@@ -24,7 +24,7 @@ def case_stem(path: Path, suffixes: Sequence[str]) -> str:
   """The file name without the first matching (possibly compound) suffix, e.g. `.nii.gz`."""
   name = path.name
   for suffix in sorted(suffixes, key=len, reverse=True):
-    if name.lower().endswith(suffix):
+    if name.lower().endswith(suffix.lower()):
       return name[: -len(suffix)]
   return name
 
@@ -39,7 +39,7 @@ def list_files(directory: Path, suffixes: Sequence[str], what: str) -> dict[str,
   for path in sorted(directory.iterdir()):
     if path.name.startswith(".") or not path.is_file():
       continue
-    if not any(path.name.lower().endswith(s) for s in suffixes):
+    if not any(path.name.lower().endswith(s.lower()) for s in suffixes):
       continue
     stem = case_stem(path, suffixes)
     if stem in files:

@@ -27,11 +27,12 @@ _RAW_MODES = {"L", "LA", "I", "I;16", "I;16L", "I;16B", "F", "RGB", "RGBA"}
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's convert("L").
 
 
-def read_pixels(path: Path) -> np.ndarray:
+def read_pixels(path: Path, label: bool = False) -> np.ndarray:
   """The stored pixels of a 2-D image file: `[H, W]` or `[H, W, C]`, in the file's dtype.
 
-  TIFF goes through tifffile, everything else through PIL (palette and other modes are expanded
-  to RGB(A), 1-bit to 0/255).
+  TIFF goes through tifffile, everything else through PIL. Images: palette and other modes are
+  expanded to RGB(A), 1-bit to 0/255. Labels (`label=True`): palette PNGs give their indices and
+  1-bit files 0/1, as class indices.
 
   Raises:
     DataError: naming the file when it cannot be read or is not a single 2-D image.
@@ -41,6 +42,8 @@ def read_pixels(path: Path) -> np.ndarray:
     if path.name.lower().endswith(_TIFF_SUFFIXES):
       return tifffile.imread(path)
     with Image.open(path) as image:
+      if label and image.mode in ("P", "1"):
+        return np.asarray(image).astype(np.uint8)
       if image.mode not in _RAW_MODES:
         has_alpha = image.mode in ("PA", "RGBa", "La") or "transparency" in image.info
         target = {"1": "L", "I;16N": "I"}.get(image.mode, "RGBA" if has_alpha else "RGB")
@@ -81,7 +84,7 @@ def read_label_2d(path: Path) -> np.ndarray:
   if path.name.lower().endswith(".npy"):
     pixels = read_or_raise(np.load, path, "label file")
   else:
-    pixels = read_pixels(path)
+    pixels = read_pixels(path, label=True)
   if pixels.ndim == 3 and pixels.shape[-1] == 1:
     pixels = pixels[..., 0]
   if pixels.ndim != 2:
