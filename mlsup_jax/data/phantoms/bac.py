@@ -48,6 +48,8 @@ BACKGROUND_MAX_MEAN = 20.0
 BACKGROUND_MAX_STD = 10.0
 # Fraction of whole images without any calcified artery.
 NEGATIVE_FRACTION = 0.2
+# Memory for cached whole images (float32 image + uint8 label: 5 bytes a pixel).
+CACHE_BYTES = 512 * 2**20
 # SCU-Net down-samples by 8, so image and patch sizes must be multiples of it.
 SIZE_MULTIPLE = 8
 
@@ -124,8 +126,9 @@ class BacPhantomSource(PhantomSource):
       raise ValueError(f"patch_size {patch_size} is larger than image_size {image_size}.")
     if int(patch_stride) <= 0:
       raise ValueError(f"patch_stride must be positive, got {patch_stride}.")
-    # Every whole image stays cached: patch reads hit the images in random order.
-    super().__init__(split, int(num_images), int(seed), cache_size=int(num_images))
+    # Whole images stay cached (up to ~512 MiB): patch reads hit the images in random order.
+    cache_size = max(1, min(int(num_images), CACHE_BYTES // (5 * int(image_size) ** 2)))
+    super().__init__(split, int(num_images), int(seed), cache_size=cache_size)
     self.num_images = int(num_images)
     self.image_size = int(image_size)
     self.patch_size = int(patch_size)
@@ -177,29 +180,32 @@ class BacPhantomSource(PhantomSource):
     scale = n / 256.0  # Lengths are tuned at 256²; vessel widths stay in pixels.
     rows, cols = self._grid
 
-    # Silhouette: half-ellipse attached to the chest wall (column 0), wobbly skin line.
+    # Silhouette: half-ellipse attached to the chest wall (column 0), wobbly skin line. About
+    # half the images are MLO-like: a pectoral-muscle triangle in the upper chest-wall corner,
+    # with the breast reaching the top edge around it.
+    mlo = rng.uniform() < 0.45
     centre_row = n * rng.uniform(0.42, 0.58)
     depth = n * rng.uniform(0.62, 0.9)  # chest wall → nipple
-    half_height = n * rng.uniform(0.42, 0.62)  # > n/2 clips at the top/bottom like MLO views
+    half_height = n * rng.uniform(0.42, 0.62)  # > n/2 clips at the top/bottom
+    if mlo:
+      muscle_rows = n * rng.uniform(0.45, 0.85)
+      muscle_cols = n * rng.uniform(0.18, 0.4)
+      bulge = rng.uniform(0.0, 0.25)
+      # The breast must contain the muscle's corners (0, muscle_cols) and (muscle_rows, 0).
+      reach = 1.25 * muscle_cols / depth
+      half_height = max(half_height, centre_row / math.sqrt(1.0 - min(reach, 0.9) ** 2))
+      half_height = max(half_height, 1.15 * (muscle_rows - centre_row))
     u, v = (rows - centre_row) / half_height, cols / depth
     wobble = 1.0 + 0.02 * smooth_random_field(rng, (64,), 6.0)
     angle_grid = np.linspace(-math.pi / 2, math.pi / 2, 64)
     radius = np.hypot(u, v) / np.interp(np.arctan2(u, v), angle_grid, wobble).astype(np.float32)
     breast_soft = 1.0 - smoothstep(radius, 0.985, 1.0)
     breast = radius < 1.0
-
-    # Pectoral muscle (MLO-like) in the upper chest-wall corner, for about half the images.
     muscle = np.zeros((n, n), np.float32)
-    s_muscle = np.ones((n, n), np.float32)
-    if rng.uniform() < 0.45:
-      muscle_rows = n * rng.uniform(0.45, 0.85)
-      muscle_cols = n * rng.uniform(0.18, 0.4)
-      bulge = rng.uniform(0.0, 0.25)
+    if mlo:
       s_muscle = rows / muscle_rows + cols / muscle_cols
       s_muscle -= bulge * (rows / muscle_rows) * (1.0 - rows / muscle_rows)
-      muscle = 1.0 - smoothstep(s_muscle, 0.96, 1.04)
-      breast_soft = np.maximum(breast_soft, muscle)
-      breast |= muscle > 0.5
+      muscle = (1.0 - smoothstep(s_muscle, 0.96, 1.04)) * breast_soft
 
     # Fibroglandular tissue.
     skin_depth = np.clip(1.0 - radius, 0.0, 1.0)
@@ -227,10 +233,11 @@ class BacPhantomSource(PhantomSource):
       + 0.04 * strands * (1.0 - dense)
     )
     tissue *= thickness
-    # The muscle brightens towards its corner and has a faint fibrous texture.
-    muscle_level = rng.uniform(0.55, 0.72) + 0.12 * (1.0 - np.clip(s_muscle, 0.0, 1.0))
-    muscle_level = muscle_level + 0.03 * mottle + 0.04 * blobs
-    tissue = tissue * (1.0 - muscle) + muscle_level * muscle
+    if mlo:
+      # The muscle brightens towards its corner and has a faint fibrous texture.
+      muscle_level = rng.uniform(0.55, 0.72) + 0.12 * (1.0 - np.clip(s_muscle, 0.0, 1.0))
+      muscle_level = muscle_level + 0.03 * mottle + 0.04 * blobs
+      tissue = tissue * (1.0 - muscle) + muscle_level * muscle
     # A slightly brighter skin line.
     tissue += 0.035 * (smoothstep(radius, 0.955, 0.985) - smoothstep(radius, 0.985, 1.0))
 
@@ -273,7 +280,7 @@ class BacPhantomSource(PhantomSource):
       count = len(points)
       width = rng.uniform(2.5, 5.0) * np.exp(0.15 * smooth_random_field(rng, (count,), 40.0))
       contrast = rng.uniform(0.015, 0.05) * (1.0 + 0.3 * smooth_random_field(rng, (count,), 30.0))
-      distance, nearest = polyline_distance(points, shape, width.max() / 2 + 1)
+      distance, nearest = polyline_distance(points, shape, width.max() / 2)
       inside = nearest >= 0
       image[inside] += (
         contrast[nearest[inside]]
@@ -282,7 +289,7 @@ class BacPhantomSource(PhantomSource):
 
     # Calcified arteries.
     if rng.uniform() >= NEGATIVE_FRACTION:
-      image_contrast = math.exp(rng.uniform(math.log(0.06), math.log(0.5)))
+      image_contrast = math.exp(rng.uniform(math.log(0.1), math.log(0.5)))
       num_arteries = int(rng.choice([1, 2, 3, 4], p=[0.35, 0.3, 0.2, 0.15]))
       attempts = 0
       drawn = 0
@@ -299,16 +306,17 @@ class BacPhantomSource(PhantomSource):
         coverage = rng.uniform(0.4, 0.95)
         segments = smooth_random_field(rng, (count,), 20.0)
         calcified = segments >= np.quantile(segments, 1.0 - coverage)
-        beading = np.clip(0.7 + 0.35 * smooth_random_field(rng, (count,), 3.0), 0.3, 1.0)
+        beading = np.clip(0.75 + 0.3 * smooth_random_field(rng, (count,), 3.0), 0.45, 1.0)
         contrast = (
           image_contrast
-          * rng.uniform(0.6, 1.3)
-          * np.exp(0.3 * smooth_random_field(rng, (count,), 50.0))
+          * rng.uniform(0.75, 1.25)
+          * np.exp(0.2 * smooth_random_field(rng, (count,), 50.0))
+          * (1.0 + 0.6 * np.clip(1.2 - vessel_radius, 0.0, None))  # thin ones are dense
           * beading
         )
         hollow = radius0 > 1.1 and rng.uniform() < 0.6
         inner = rng.uniform(0.45, 0.7) if hollow else 0.0
-        distance, nearest = polyline_distance(points, shape, 4.0)
+        distance, nearest = polyline_distance(points, shape, vessel_radius.max() + 1.0)
         inside = nearest >= 0
         near = nearest[inside]
         d = distance[inside]

@@ -8,12 +8,13 @@
 * Curves: `random_walk_curve` (a walk whose curvature is itself a smooth random signal) and
   `spline_curve` (a cubic spline through control points), both returned as densely and
   uniformly sampled polylines so per-point attributes (width, contrast, …) can ride along.
-* Rasterisation: `polyline_distance` (distance to the polyline and the index of the nearest
-  sample, via one Euclidean distance transform on a cropped grid), `rasterize_curve` (soft and
-  binary masks of a tube of varying width), `projected_tube_profile` (the projected thickness of
-  a solid or hollow cylinder, e.g. for radiographs) and `render_gaussian_blobs` (punctate spots).
-* `gaussian_blur`, and `PhantomSource`: the random-access base class with a bounded,
-  thread-safe per-index cache.
+* Rasterisation: `polyline_distance` (exact distance to the polyline and the index of the
+  nearest vertex: one Euclidean distance transform on a cropped grid, refined by a local search
+  over the nearby segments), `rasterize_curve` (soft and binary masks of a tube of varying
+  width), `projected_tube_profile` (the projected thickness of a solid or hollow cylinder, e.g.
+  for radiographs) and `render_gaussian_blobs` (punctate spots).
+* `gaussian_blur`, `smoothstep`, and `PhantomSource`: the random-access base class with a
+  bounded, thread-safe per-index cache.
 
 Coordinates are array-index order throughout: a 2-D point is `(row, col)`.
 """
@@ -93,10 +94,10 @@ def _frozen(amplitude: np.ndarray) -> np.ndarray:
 
 
 def _field_from_amplitude(rng: np.random.Generator, shape, amplitude: np.ndarray) -> np.ndarray:
-  real = rng.standard_normal(amplitude.shape, dtype=np.float32)
-  imaginary = rng.standard_normal(amplitude.shape, dtype=np.float32)
-  spectrum = real * amplitude + 1j * (imaginary * amplitude)
-  field = np.fft.irfftn(spectrum.astype(np.complex64), s=shape)
+  spectrum = np.empty(amplitude.shape, np.complex64)
+  spectrum.real = rng.standard_normal(amplitude.shape, dtype=np.float32) * amplitude
+  spectrum.imag = rng.standard_normal(amplitude.shape, dtype=np.float32) * amplitude
+  field = np.fft.irfftn(spectrum, s=shape, axes=tuple(range(len(shape))))
   field -= field.mean()
   std = field.std()
   return (field / std if std > 0 else field).astype(np.float32, copy=False)
@@ -242,22 +243,24 @@ def spline_curve(control_points: np.ndarray, spacing: float = 0.5) -> np.ndarray
 def polyline_distance(
   points: np.ndarray, shape: Sequence[int], max_distance: float
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Distance from every pixel to a densely sampled polyline, and the nearest sample's index.
+  """Distance from every pixel to a polyline, and the index of the nearest vertex.
 
-  The samples are rounded to pixels and one Euclidean distance transform (on the bounding box
-  of the curve grown by `max_distance`) finds each pixel's nearest sample; the returned
-  distance is then the exact distance to that sample, so it is sub-pixel accurate when the
-  samples are ≤ 0.5 px apart. Samples outside the image (but within `max_distance` of it)
+  The vertices are rounded to pixels and one Euclidean distance transform (on the bounding box
+  of the curve grown by `max_distance`) finds, for every pixel, a nearby vertex; the exact
+  distance to the polyline is then found among the segments around it (a local search spanning
+  ±1.5 px of arc), so distances are exact to float precision wherever the curve does not come
+  back within ~1 px of itself. Vertices outside the image (but within `max_distance` of it)
   still count.
 
   Args:
-    points: `[n, d]` samples, d = len(shape), spaced ≤ 0.5 px for accurate results.
+    points: `[n, d]` vertices, d = len(shape), closely spaced (≤ 1 px; 0.25–0.5 px is typical).
     shape: the image shape.
-    max_distance: only pixels this close to the curve's bounding box are computed.
+    max_distance: pixels farther than this from the curve are not computed.
 
   Returns:
-    distance: `[*shape]` float32, `inf` outside the computed box.
-    nearest: `[*shape]` int32 index into `points`, −1 outside the computed box.
+    distance: `[*shape]` float32, exact distance to the polyline, `inf` beyond `max_distance`.
+    nearest: `[*shape]` int32 index of the vertex nearest to the closest point of the polyline
+      (for looking up per-vertex attributes), −1 beyond `max_distance`.
   """
   shape = tuple(int(n) for n in shape)
   points = np.asarray(points, np.float64)
@@ -277,16 +280,45 @@ def polyline_distance(
     return distance, nearest
   grid = np.full(tuple(high - low), -1, np.int64)
   grid[tuple((pixels[usable] - low).T)] = np.flatnonzero(usable)
-  _, indices = ndimage.distance_transform_edt(grid < 0, return_indices=True)
+  rough, indices = ndimage.distance_transform_edt(grid < 0, return_indices=True)
   crop = tuple(slice(a, b) for a, b in zip(out_low - low, out_high - low, strict=True))
-  index = grid[tuple(ax[crop] for ax in indices)]
-  coords = np.indices(tuple(out_high - out_low), dtype=np.float64)
-  offset = out_low.reshape((-1,) + (1,) * len(shape))
-  diff = coords + offset - np.moveaxis(points[index], -1, 0)
-  region = tuple(slice(a, b) for a, b in zip(out_low, out_high, strict=True))
-  distance[region] = np.sqrt(np.sum(diff * diff, axis=0))
-  nearest[region] = index
+  # Rounding moves a vertex by ≤ sqrt(d)/2 px, so this keeps every pixel within max_distance.
+  near = np.nonzero(rough[crop] <= max_distance + math.sqrt(len(shape)))
+  if not len(near[0]):
+    return distance, nearest
+  base = grid[tuple(ax[crop][near] for ax in indices)]
+  pixel = np.stack(near, axis=1) + out_low  # [m, d] image coordinates
+  best, best_index = _local_segment_search(points, pixel.astype(np.float64), base)
+  keep = best <= max_distance
+  region = tuple(ax[keep] for ax in pixel.T)
+  distance[region] = best[keep]
+  nearest[region] = best_index[keep]
   return distance, nearest
+
+
+def _local_segment_search(
+  points: np.ndarray, pixel: np.ndarray, base: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+  """Exact distance from each `pixel` to the polyline segments within ±1.5 px of arc of `base`."""
+  count = len(points)
+  if count == 1:
+    return np.linalg.norm(pixel - points[0], axis=1), np.zeros(len(pixel), np.int64)
+  steps = np.diff(points, axis=0)  # [n - 1, d]
+  lengths2 = np.einsum("nd,nd->n", steps, steps)
+  reach = int(min(max(math.ceil(1.5 / max(math.sqrt(float(np.median(lengths2))), 1e-3)), 1), 16))
+  # Segments a → a + 1 for a in base − reach … base + reach − 1, all at once: [m, 2·reach].
+  segment = np.clip(base[:, None] + np.arange(-reach, reach)[None, :], 0, count - 2)
+  relative = pixel[:, None, :] - points[segment]  # [m, k, d]
+  step = steps[segment]
+  t = np.einsum("mkd,mkd->mk", relative, step) / np.maximum(lengths2[segment], 1e-12)
+  t = np.clip(t, 0.0, 1.0)
+  offset = relative - t[..., None] * step
+  d2 = np.einsum("mkd,mkd->mk", offset, offset)
+  best = np.argmin(d2, axis=1)
+  rows = np.arange(len(pixel))
+  best_segment = segment[rows, best]
+  best_index = np.where(t[rows, best] < 0.5, best_segment, best_segment + 1)
+  return np.sqrt(d2[rows, best]), best_index
 
 
 def rasterize_curve(
@@ -295,7 +327,7 @@ def rasterize_curve(
   """Soft and binary masks of a tube of varying width around a polyline.
 
   Args:
-    points: `[n, d]` samples spaced ≤ 0.5 px.
+    points: `[n, d]` vertices spaced ≤ 1 px.
     widths: `[n]` (or a scalar) full width of the tube at each sample, in pixels.
     shape: the image shape.
 
@@ -305,7 +337,7 @@ def rasterize_curve(
     binary: `[*shape]` bool, pixels whose centre lies within `width / 2` of the curve.
   """
   widths = np.broadcast_to(np.asarray(widths, np.float64), (len(points),))
-  distance, nearest = polyline_distance(points, shape, widths.max() / 2.0 + 1.0)
+  distance, nearest = polyline_distance(points, shape, widths.max() / 2.0 + 0.5)
   radius = np.where(nearest >= 0, widths[nearest] / 2.0, 0.0)
   binary = distance <= radius
   soft = np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
@@ -435,13 +467,16 @@ class PhantomSource(abc.ABC):
     return index % length
 
   def case(self, index: int) -> dict[str, Any]:
-    """The cached (read-only: do not modify) arrays of case `index` in `[0, num_cases)`."""
+    """The cached, read-only arrays of case `index` in `[0, num_cases)` (generated on a miss)."""
     index = self._check_index(index, self.num_cases)
     with self._lock:
       if index in self._cache:
         self._cache.move_to_end(index)
         return self._cache[index]
     result = self.generate(case_rng(self.seed, self.split, index), index)
+    for value in result.values():
+      if isinstance(value, np.ndarray):
+        value.flags.writeable = False  # Shared by every later read through the cache.
     if self.cache_size:
       with self._lock:
         self._cache[index] = result
