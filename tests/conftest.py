@@ -1,4 +1,4 @@
-"""Test session setup: 8 fake CPU devices, a shared compilation cache, parsed absl flags.
+"""Test session setup: 8 fake CPU devices, fast compiles, a compilation cache, parsed absl flags.
 
 XLA_FLAGS must be set before JAX initialises its backends, so this runs at import time.
 """

@@ -31,7 +31,10 @@ def evaluate(
   batch_sharding = mesh_lib.batch_sharding(mesh)
   eval_step = jax.jit(method.eval_step, out_shardings=batch_sharding)
   gathered: dict[str, list[np.ndarray]] = {}
-  for index, local_batch in enumerate(pipeline.eval_batches(config.data, config.eval.batch_size)):
+  # Round the batch up to a multiple of the mesh size; the padding rows have `valid = 0`.
+  shards = mesh.devices.size
+  batch_size = -(-config.eval.batch_size // shards) * shards
+  for index, local_batch in enumerate(pipeline.eval_batches(config.data, batch_size)):
     batch = mesh_lib.global_batch(local_batch, mesh)
     outputs = _host(eval_step(state, batch, jax.random.fold_in(rng, index)))
     valid = np.asarray(_host(batch["valid"])).astype(bool)

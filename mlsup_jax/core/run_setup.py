@@ -44,6 +44,11 @@ class RunSetup:
     self.starts = stage_starts(self.stages)
     self.total_steps = sum(stage.num_steps for stage in self.stages)
     self.mesh = mesh_lib.make_mesh(config.mesh, devices)
+    if config.data.batch_size % self.mesh.devices.size:
+      raise ValueError(
+        f"config.data.batch_size={config.data.batch_size} must be divisible by the "
+        f"{self.mesh.devices.size} devices of the mesh (the batch is split across them)."
+      )
     self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
     self.replicated = mesh_lib.replicated(self.mesh)
     root = jax.random.key(config.seed)

@@ -56,14 +56,15 @@ class ProgressBar:
     self._total = max(int(total_steps), 1)
     self._stream = sys.stderr if stream is None else stream
     self._width = width
-    self._last = None  # (time, step) of the previous update, for the rate.
+    self._first = None  # (time, step) of the first update: the rate excludes compilation.
 
   def update(self, step: int, metrics: Mapping[str, float], stage: str = "") -> None:
     now = time.perf_counter()
     rate = None
-    if self._last is not None and step > self._last[1]:
-      rate = (step - self._last[1]) / max(now - self._last[0], 1e-9)
-    self._last = (now, step)
+    if self._first is None:
+      self._first = (now, step)
+    elif step > self._first[1]:
+      rate = (step - self._first[1]) / max(now - self._first[0], 1e-9)
     done = min(step / self._total, 1.0)
     filled = int(round(done * self._width))
     bar = "█" * filled + "·" * (self._width - filled)

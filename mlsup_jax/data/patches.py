@@ -13,9 +13,11 @@ import jax.numpy as jnp
 
 def patch_origins(size: int, patch: int, stride: int) -> list[int]:
   """Start offsets along one axis: `0, stride, 2·stride, …`, the last one at `size − patch`."""
-  if patch > size or stride <= 0:
+  # stride > patch would leave pixels no patch covers (and stitching could not fill them).
+  if not 0 < patch <= size or not 0 < stride <= patch:
     raise ValueError(
-      f"Need 0 < stride and patch ≤ size; got size={size} patch={patch} stride={stride}."
+      f"Need 0 < patch ≤ size and 0 < stride ≤ patch; got size={size} patch={patch} "
+      f"stride={stride}."
     )
   origins = list(range(0, size - patch + 1, stride))
   if origins[-1] != size - patch:

@@ -52,6 +52,8 @@ def check_example(
     raise DataError(
       f"{where}: label shape {label.shape} does not match image spatial shape {image.shape[:-1]}."
     )
+  if not (np.issubdtype(label.dtype, np.number) or np.issubdtype(label.dtype, np.bool_)):
+    raise DataError(f"{where}: label dtype {label.dtype} is not numeric.")
   if not np.issubdtype(label.dtype, np.integer):
     if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
       raise DataError(f"{where}: label has non-integer values (dtype {label.dtype}).")
