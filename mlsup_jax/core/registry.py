@@ -31,7 +31,7 @@ class Registry:
     return name in self._table
 
   def register(self, name: str, entry: Any, *, replace: bool = False) -> None:
-    """Adds an entry at run time (tests, notebooks); tables in this file stay the source of truth."""
+    """Adds an entry at run time (tests, notebooks); the tables below stay the reference."""
     if name in self._table and not replace:
       raise KeyError(f"{self.kind} {name!r} is already registered; pass replace=True.")
     self._table[name] = entry
