@@ -1,0 +1,295 @@
+"""Times one method's train step: the production `jax.jit` + sharding path and a `jax.pmap` leg.
+
+Both legs build everything from the config through `RunSetup`, take ONE real batch from the
+input pipeline and re-use it for every timed step (the pipeline is not timed), compile ahead of
+time with `.lower(...).compile()` so compilation is timed apart from the steps, then time
+`iters` steps after `warmup` steps, each ended by `jax.block_until_ready`. The state is donated,
+so each step's returned state is fed to the next.
+
+What a report holds (`None` where unknown):
+- `compile_s`: lower + compile seconds. With a persistent compilation cache on (tests), this is
+  mostly a cache load; `compilation_cache` says whether one was on.
+- `step_ms_min`, `step_ms_median`, `examples_per_s` (global batch / median step).
+- `flops_per_step`: XLA's `cost_analysis()` FLOPs of the compiled program. XLA counts the
+  per-device (SPMD-partitioned) program, so the step's total is that times the device count.
+- `tflops_per_s`: `flops_per_step / median`; `mfu`: that over the devices' summed dense peak
+  (`PEAK_TFLOPS`, by `device_kind` and compute dtype; None on CPU or an unknown device).
+- `memory`: `memory_analysis()` argument / output / alias / temp bytes of the per-device
+  program, and `peak_bytes` = argument + output + temp − alias (donated outputs re-use their
+  input buffers).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from mlsup_jax.core import mesh as mesh_lib
+from mlsup_jax.core.run_setup import RunSetup
+from mlsup_jax.core.state import TrainState
+
+PMAP_AXIS = "batch"
+
+# Dense peak TFLOP/s per chip: (device_kind substring, {compute dtype: peak}). First match wins,
+# so specific names come first. float32 is what XLA's default precision runs f32 convolutions
+# and matmuls at: TF32 tensor cores on NVIDIA, one bf16 pass on TPU.
+PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+  ("h200", {"bfloat16": 989.4, "float32": 494.7}),
+  ("h100 pcie", {"bfloat16": 756.0, "float32": 378.0}),
+  ("h100", {"bfloat16": 989.4, "float32": 494.7}),  # SXM.
+  ("a100", {"bfloat16": 312.0, "float32": 156.0}),
+  ("tpu v5 lite", {"bfloat16": 197.0, "float32": 197.0}),  # v5e.
+  ("tpu v5e", {"bfloat16": 197.0, "float32": 197.0}),
+  ("tpu v5p", {"bfloat16": 459.0, "float32": 459.0}),
+  ("tpu v5", {"bfloat16": 459.0, "float32": 459.0}),  # v5p reports "TPU v5".
+  ("tpu v4", {"bfloat16": 275.0, "float32": 275.0}),
+)
+
+
+def peak_tflops(device_kind: str, dtype: str) -> float | None:
+  """Dense peak TFLOP/s of one chip, or None when unknown (CPUs, other accelerators)."""
+  kind = device_kind.lower()
+  for name, peaks in PEAK_TFLOPS:
+    if name in kind:
+      return peaks.get(dtype)
+  return None
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> str:
+  """`config.model.dtype` where the config has one, else float32."""
+  if "model" in config and "dtype" in config.model:
+    return str(jnp.dtype(config.model.dtype))
+  return "float32"
+
+
+def xla_flops(compiled) -> float | None:
+  """FLOPs from `compiled.cost_analysis()` (a dict, or a list of dicts in some JAX versions)."""
+  try:
+    analysis = compiled.cost_analysis()
+  except Exception:  # Some backends do not implement it.
+    return None
+  if isinstance(analysis, list | tuple):
+    analysis = analysis[0] if analysis else None
+  if not analysis or "flops" not in analysis:
+    return None
+  flops = float(analysis["flops"])
+  return flops if flops > 0 else None
+
+
+def memory_stats(compiled) -> dict[str, int | None]:
+  """Per-device bytes from `compiled.memory_analysis()`; every value None when unavailable."""
+  keys = ("argument", "output", "alias", "temp")
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:
+    stats = None
+  if stats is None:
+    return {f"{k}_bytes": None for k in (*keys, "peak")}
+  out = {f"{k}_bytes": int(getattr(stats, f"{k}_size_in_bytes", 0) or 0) for k in keys}
+  out["peak_bytes"] = (
+    out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
+  )
+  return out
+
+
+def time_steps(step, state, args_for, warmup: int, iters: int):
+  """Runs `warmup` + `iters` steps, feeding the state back; returns (state, step seconds)."""
+  times = []
+  for i in range(warmup + iters):
+    start = time.perf_counter()
+    state, metrics = step(state, *args_for(i))
+    jax.block_until_ready((state, metrics))
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  return state, times
+
+
+def make_report(
+  *, leg, config, devices, batch_size, compile_s, warmup, times, flops_per_device, memory, note=""
+) -> dict:
+  """The report of one leg (see the module docstring for the fields)."""
+  kind, n = devices[0].device_kind, len(devices)
+  median = statistics.median(times)
+  flops = None if flops_per_device is None else flops_per_device * n
+  tflops_per_s = None if flops is None else flops / median / 1e12
+  dtype = compute_dtype(config)
+  peak = peak_tflops(kind, dtype)
+  mfu = None if (peak is None or tflops_per_s is None) else tflops_per_s / (peak * n)
+  return {
+    "leg": leg,
+    "device_kind": kind,
+    "platform": devices[0].platform,
+    "device_count": n,
+    "dtype": dtype,
+    "batch_size": int(batch_size),
+    "compile_s": compile_s,
+    "compilation_cache": bool(jax.config.jax_compilation_cache_dir),
+    "warmup": warmup,
+    "iters": len(times),
+    "step_ms_min": 1e3 * min(times),
+    "step_ms_median": 1e3 * median,
+    "examples_per_s": batch_size / median,
+    "flops_per_step": flops,
+    "tflops_per_s": tflops_per_s,
+    "peak_tflops_per_device": peak,
+    "mfu": mfu,
+    "memory": memory,
+    "note": note,
+  }
+
+
+def _step_keys(rng, count: int):
+  return [jax.random.fold_in(rng, i) for i in range(count)]
+
+
+def benchmark_config(
+  config: ml_collections.ConfigDict, *, warmup: int = 3, iters: int = 10, devices=None
+) -> dict:
+  """Benchmarks the first stage's production step: `jax.jit`, sharded over the mesh, donating.
+
+  Args:
+    config: any method config.
+    warmup: untimed steps after compilation.
+    iters: timed steps (at least 1).
+    devices: devices of the mesh; defaults to all.
+
+  Returns:
+    The report dict (module docstring), with `leg="jit"` and `input_shapes`.
+  """
+  if iters < 1:
+    raise ValueError(f"iters={iters} must be ≥ 1.")
+  setup = RunSetup(config, devices)
+  stage = setup.stages[0]
+  _, shardings = setup.state_shardings(0)
+  state = setup.create_state(0)
+  batch = mesh_lib.global_batch(setup.example_local, setup.mesh)
+  keys = [jax.device_put(k, setup.replicated) for k in _step_keys(setup.train_rng, warmup + iters)]
+  start = time.perf_counter()
+  compiled = setup.compile_step(stage, shardings).lower(state, batch, keys[0]).compile()
+  compile_s = time.perf_counter() - start
+  state, times = time_steps(compiled, state, lambda i: (batch, keys[i]), warmup, iters)
+  del state
+  report = make_report(
+    leg="jit",
+    config=config,
+    devices=list(setup.mesh.devices.flat),
+    batch_size=jax.tree.leaves(batch)[0].shape[0],
+    compile_s=compile_s,
+    warmup=warmup,
+    times=times,
+    flops_per_device=xla_flops(compiled),
+    memory=memory_stats(compiled),
+    note=f"stage {stage.name!r}; NamedSharding over mesh {dict(setup.mesh.shape)}",
+  )
+  report["input_shapes"] = {k: list(v.shape) for k, v in batch.items()}
+  return report
+
+
+# Counts traced `apply_gradients` calls so the pmap wrapper can tell when a step bypassed it.
+_APPLY_GRADIENTS_TRACED = [0]
+
+
+@flax.struct.dataclass
+class _PmeanGradState(TrainState):
+  """A TrainState whose `apply_gradients` first averages the gradients over the pmap axis."""
+
+  def apply_gradients(self, *, grads, optimizer, **changes):
+    _APPLY_GRADIENTS_TRACED[0] += 1
+    grads = jax.lax.pmean(grads, axis_name=PMAP_AXIS)
+    return super().apply_gradients(grads=grads, optimizer=optimizer, **changes)
+
+
+def _as_pmean_state(state: TrainState) -> _PmeanGradState:
+  return _PmeanGradState(
+    step=state.step,
+    params=state.params,
+    opt_state=state.opt_state,
+    model_state=state.model_state,
+    extra=state.extra,
+  )
+
+
+def pmap_step(train_step):
+  """Wraps a method's `(state, batch, rng)` step for `jax.pmap(axis_name=PMAP_AXIS)`.
+
+  The method's own step runs on each device's slice of the batch with
+  `rng = fold_in(rng, axis_index)`; its call to `TrainState.apply_gradients` averages the
+  gradients with `lax.pmean` (classic data parallelism). Float leaves of `model_state` and the
+  metrics are averaged after the step so the replicas stay identical.
+
+  Semantics differ from the jit path: BatchNorm statistics, batch-level losses (batch Dice) and
+  any batch-global reduction are computed per device, not over the global batch.
+  """
+
+  def step(state, batch, rng):
+    before = _APPLY_GRADIENTS_TRACED[0]
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(PMAP_AXIS))
+    state, metrics = train_step(_as_pmean_state(state), batch, rng)
+    if _APPLY_GRADIENTS_TRACED[0] == before:
+      raise ValueError(
+        "The pmap leg needs a step that updates parameters with TrainState.apply_gradients."
+      )
+    mean = lambda x: jax.lax.pmean(x, PMAP_AXIS) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    state = state.replace(model_state=jax.tree.map(mean, state.model_state))
+    return state, jax.tree.map(mean, metrics)
+
+  return step
+
+
+def benchmark_pmap_leg(
+  config: ml_collections.ConfigDict, *, warmup: int = 3, iters: int = 10, devices=None
+) -> dict:
+  """Benchmarks the first stage's step under `jax.pmap` (comparison leg only; DESIGN §3).
+
+  The state is replicated (stacked on a leading device axis), the global batch is reshaped to
+  `[n_devices, per_device, ...]` and placed once; see `pmap_step` for the semantics.
+  Single-process only (the leg is a comparison on one host).
+  """
+  if iters < 1:
+    raise ValueError(f"iters={iters} must be ≥ 1.")
+  setup = RunSetup(config, devices)
+  devices = list(setup.mesh.devices.flat)
+  n = len(devices)
+  stage = setup.stages[0]
+  sharding = NamedSharding(Mesh(np.asarray(devices), (PMAP_AXIS,)), P(PMAP_AXIS))
+  host_state = jax.device_get(setup.create_state(0))
+  state = jax.device_put(jax.tree.map(lambda x: np.stack([x] * n), host_state), sharding)
+  state = _as_pmean_state(state)
+  local = setup.example_local
+  batch = jax.device_put(
+    {k: np.asarray(v).reshape((n, -1) + v.shape[1:]) for k, v in local.items()}, sharding
+  )
+  keys = _step_keys(setup.train_rng, warmup + iters)
+  pmapped = jax.pmap(
+    pmap_step(stage.train_step),
+    axis_name=PMAP_AXIS,
+    in_axes=(0, 0, None),
+    donate_argnums=(0,),
+    devices=devices,
+  )
+  start = time.perf_counter()
+  compiled = pmapped.lower(state, batch, keys[0]).compile()
+  compile_s = time.perf_counter() - start
+  state, times = time_steps(compiled, state, lambda i: (batch, keys[i]), warmup, iters)
+  del state
+  report = make_report(
+    leg="pmap",
+    config=config,
+    devices=devices,
+    batch_size=n * jax.tree.leaves(batch)[0].shape[1],
+    compile_s=compile_s,
+    warmup=warmup,
+    times=times,
+    flops_per_device=xla_flops(compiled),
+    memory=memory_stats(compiled),
+    note="pmap: per-device BatchNorm statistics and batch losses; grads pmean-ed",
+  )
+  return report

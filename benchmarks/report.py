@@ -1,0 +1,175 @@
+"""Benchmark results on disk: one JSON per device kind/count, and a markdown table of them all.
+
+`<out>/<device_kind>_x<count>.json` holds the environment (device, library versions) and, per
+config, the report of each leg. Results measured under other library versions are dropped when
+a new run writes the file, so one file never mixes versions. `<out>/RESULTS.md` is regenerated
+from every JSON file in `<out>`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import importlib.metadata
+import json
+import os
+import platform
+import re
+
+import jax
+
+COLUMNS = (
+  "config",
+  "leg",
+  "device",
+  "batch",
+  "compile s",
+  "step ms min / median",
+  "examples/s",
+  "GFLOPs/step",
+  "TFLOP/s",
+  "MFU",
+  "peak MiB",
+)
+_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "torch")
+
+
+def library_versions() -> dict[str, str]:
+  """Versions of Python and the libraries that shape the numbers (torch only if installed)."""
+  versions = {"python": platform.python_version()}
+  for name in _LIBRARIES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return versions
+
+
+def environment(devices=None) -> dict:
+  """Device kind/count/platform, host CPU count and library versions."""
+  devices = list(jax.devices() if devices is None else devices)
+  return {
+    "device_kind": devices[0].device_kind,
+    "device_count": len(devices),
+    "platform": devices[0].platform,
+    "host_cpus": os.cpu_count(),
+    "versions": library_versions(),
+  }
+
+
+def results_path(out_dir: str, env: dict) -> str:
+  kind = re.sub(r"[^A-Za-z0-9.-]+", "_", env["device_kind"]).strip("_")
+  return os.path.join(out_dir, f"{kind}_x{env['device_count']}.json")
+
+
+def write_results(
+  out_dir: str, config_name: str, legs: dict, env: dict, note: str = "", load_avg_start=None
+) -> str:
+  """Adds (or replaces) `config_name`'s legs in the device's JSON file; returns its path.
+
+  Args:
+    out_dir: results folder (created if missing).
+    config_name: the key of this config's entry, e.g. `scunet.py:smoke`.
+    legs: leg name → report (`benchmarks.harness`, `benchmarks.torch_scunet`).
+    env: `environment()` of the run.
+    note: free text kept with the entry (e.g. what else ran on the host).
+    load_avg_start: `os.getloadavg()` before the run; the one at writing is added.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  path = results_path(out_dir, env)
+  document = {**env, "results": {}}
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    if previous.get("versions") == env["versions"]:
+      document["results"] = previous.get("results", {})
+  document["results"][config_name] = {
+    "legs": legs,
+    "note": note,
+    "load_avg_start": None if load_avg_start is None else list(load_avg_start),
+    "load_avg_end": list(os.getloadavg()),
+    "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+  }
+  with open(path, "w") as f:
+    json.dump(document, f, indent=2, sort_keys=True)
+  return path
+
+
+def _fmt(value, spec: str, scale: float = 1.0) -> str:
+  return "—" if value is None else format(value * scale, spec)
+
+
+def _row(config_name: str, leg_name: str, document: dict, leg: dict) -> list[str]:
+  device = f"{document['device_kind']} ×{document['device_count']}"
+  if "skipped" in leg:
+    return [config_name, f"{leg_name} (skipped: {leg['skipped']})", device] + ["—"] * 8
+  peak = (leg.get("memory") or {}).get("peak_bytes")
+  mfu = leg.get("mfu")
+  return [
+    config_name,
+    leg_name,
+    device if leg.get("device_kind") in (None, document["device_kind"]) else leg["device_kind"],
+    str(leg["batch_size"]),
+    _fmt(leg.get("compile_s"), ".1f"),
+    f"{leg['step_ms_min']:.1f} / {leg['step_ms_median']:.1f}",
+    _fmt(leg.get("examples_per_s"), ".1f"),
+    _fmt(leg.get("flops_per_step"), ".2f", 1e-9),
+    _fmt(leg.get("tflops_per_s"), ".4f"),
+    "—" if mfu is None else f"{100 * mfu:.1f}%",
+    _fmt(peak, ".1f", 2.0**-20),
+  ]
+
+
+def markdown_table(documents: list[dict]) -> str:
+  """The markdown table of every leg of every config in `documents` (loaded JSON files)."""
+  lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+  for document in documents:
+    for config_name, entry in sorted(document["results"].items()):
+      for leg_name, leg in entry["legs"].items():
+        lines.append("| " + " | ".join(_row(config_name, leg_name, document, leg)) + " |")
+  return "\n".join(lines)
+
+
+def load_documents(out_dir: str) -> list[dict]:
+  documents = []
+  for path in sorted(glob.glob(os.path.join(out_dir, "*.json"))):
+    with open(path) as f:
+      documents.append(json.load(f))
+  return documents
+
+
+def write_markdown(out_dir: str) -> str:
+  """Regenerates `<out_dir>/RESULTS.md` from the JSON files there; returns the markdown."""
+  documents = load_documents(out_dir)
+  parts = [
+    "# Benchmark results",
+    "",
+    "Generated by `python -m benchmarks.run` from the JSON files beside this one; do not edit.",
+    "Train step of each config's first stage, one real batch re-used; step times after warm-up",
+    "with `block_until_ready`. `jit`: production path (NamedSharding over the mesh, donated",
+    "state). `pmap`: comparison leg (per-device BatchNorm statistics and batch losses). `torch`:",
+    "independent eager PyTorch implementation, same batch shape. GFLOPs are XLA's",
+    "`cost_analysis()` (per-device program × device count); peak MiB is `memory_analysis()`",
+    "argument + output + temp − aliased bytes per device (PyTorch on CUDA: max allocated).",
+    "",
+    markdown_table(documents),
+    "",
+  ]
+  for document in documents:
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(document["versions"].items()))
+    parts.append(
+      f"- **{document['device_kind']} ×{document['device_count']}** "
+      f"({document.get('host_cpus')} host CPUs): {versions}."
+    )
+    for config_name, entry in sorted(document["results"].items()):
+      load = " → ".join(
+        "/".join(f"{x:.1f}" for x in entry[key])
+        for key in ("load_avg_start", "load_avg_end")
+        if entry.get(key)
+      )
+      note = f" {entry['note']}" if entry.get("note") else ""
+      parts.append(f"  - `{config_name}` ({entry.get('timestamp')}; load avg {load}).{note}")
+  text = "\n".join(parts) + "\n"
+  with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
+    f.write(text)
+  return text

@@ -1,0 +1,68 @@
+r"""Benchmarks one config's train step and records the results.
+
+  python -m benchmarks.run --config=configs/scunet.py:smoke --out=benchmarks/results
+  python -m benchmarks.run --config=configs/scunet.py --iters=5 --nopmap \
+      --config.data.batch_size=64
+
+Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
+`<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
+(`--torch`; SCU-Net only, skipped when PyTorch is not installed: `pip install -e .[bench]`).
+The persistent compilation cache stays off so `compile s` is a real compilation.
+"""
+
+import os
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from benchmarks import harness, report, torch_scunet
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
+_OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+_ITERS = flags.DEFINE_integer("iters", 10, "Timed steps.")
+_PMAP = flags.DEFINE_bool("pmap", True, "Also time the jax.pmap comparison leg.")
+_TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorch leg (SCU-Net configs).")
+_NOTE = flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
+flags.mark_flags_as_required(["config"])
+
+
+def config_name() -> str:
+  """`scunet.py:smoke` plus any `--config.x=y` overrides, as the key of the results."""
+  flag = flags.FLAGS["config"]
+  name = os.path.basename(config_flags.get_config_filename(flag))
+  overrides = config_flags.get_override_values(flag)
+  return name + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
+
+
+def torch_leg(config, jit_report: dict, warmup: int, iters: int) -> dict:
+  """The PyTorch SCU-Net at the jit leg's batch shape, on the GPU when JAX has one."""
+  if config.model.name != "scunet":
+    return {"leg": "torch", "skipped": f"no PyTorch implementation of {config.model.name!r}"}
+  batch, height, width, channels = jit_report["input_shapes"]["image"]
+  batch = jit_report["batch_size"]
+  if height != width or channels != 3:
+    return {"leg": "torch", "skipped": f"needs square 3-channel inputs, got {height}×{width}"}
+  device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+  return torch_scunet.benchmark_torch_scunet(batch, height, warmup, iters, device)
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  load_start = os.getloadavg()
+  legs = {"jit": harness.benchmark_config(config, warmup=_WARMUP.value, iters=_ITERS.value)}
+  if _PMAP.value:
+    legs["pmap"] = harness.benchmark_pmap_leg(config, warmup=_WARMUP.value, iters=_ITERS.value)
+  if _TORCH.value:
+    legs["torch"] = torch_leg(config, legs["jit"], _WARMUP.value, _ITERS.value)
+  path = report.write_results(
+    _OUT.value, config_name(), legs, report.environment(), _NOTE.value, load_start
+  )
+  print(f"Wrote {path}")
+  print(report.write_markdown(_OUT.value))
+
+
+if __name__ == "__main__":
+  app.run(main)
