@@ -16,7 +16,7 @@ import pytest
 from configs import scunet as scunet_config
 from mlsup_jax import losses
 from mlsup_jax.core import mesh as mesh_lib
-from mlsup_jax.core import trainer
+from mlsup_jax.core import evaluation, trainer
 from mlsup_jax.core.run_setup import RunSetup
 from mlsup_jax.data import pipeline
 
@@ -56,6 +56,8 @@ def test_train_and_evaluate_writes_a_complete_workdir(tmp_path):
   assert results == json.loads((tmp_path / "eval_results.json").read_text())
   assert set(results) >= {"dice", "iou", "precision", "recall", "hd95", "asd", "r2_TAM100"}
   assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == [16, 24]
+  # launch.evaluate's path: restoring the newest checkpoint gives the same evaluation.
+  assert evaluation.evaluate_checkpoint(config, str(tmp_path)) == pytest.approx(results)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
