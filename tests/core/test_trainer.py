@@ -15,8 +15,8 @@ import pytest
 
 from configs import scunet as scunet_config
 from mlsup_jax import losses
-from mlsup_jax.core import mesh as mesh_lib
 from mlsup_jax.core import evaluation, trainer
+from mlsup_jax.core import mesh as mesh_lib
 from mlsup_jax.core.run_setup import RunSetup
 from mlsup_jax.data import pipeline
 
