@@ -53,7 +53,9 @@ class RunSetup:
     self.replicated = mesh_lib.replicated(self.mesh)
     root = jax.random.key(config.seed)
     self.init_rng, self.train_rng, self.eval_rng = jax.random.split(root, 3)
-    self.example_local = pipeline.train_dataset(config.data)[0]
+    # Built once: the example batch below and the trainer's iterator both read it.
+    self.train_dataset = pipeline.train_dataset(config.data)
+    self.example_local = self.train_dataset[0]
     self.example_batch = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(
         (x.shape[0] * jax.process_count(),) + x.shape[1:], x.dtype, sharding=self.batch_sharding

@@ -40,7 +40,7 @@ def train_and_evaluate(
   run = RunSetup(config, devices)
   checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
   writers = MetricWriters(workdir, run.total_steps, tensorboard=config.train.tensorboard)
-  data_iter = pipeline.train_iterator(config.data)
+  data_iter = pipeline.train_iterator(run.train_dataset, config.data)
 
   step, stage_index = 0, 0
   latest = checkpointer.latest_step()

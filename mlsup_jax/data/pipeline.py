@@ -96,16 +96,16 @@ def train_dataset(data_config: ml_collections.ConfigDict) -> grain.MapDataset:
   return dataset.batch(_local_batch_size(data_config.batch_size), drop_remainder=True)
 
 
-def train_iterator(data_config: ml_collections.ConfigDict):
-  """A checkpointable iterator (`get_state` / `set_state`) over local training batches."""
-  dataset = train_dataset(data_config).to_iter_dataset(
+def train_iterator(dataset: grain.MapDataset, data_config: ml_collections.ConfigDict):
+  """A checkpointable iterator (`get_state` / `set_state`) over `train_dataset`'s batches."""
+  iterable = dataset.to_iter_dataset(
     grain.ReadOptions(num_threads=data_config.read_threads, prefetch_buffer_size=2)
   )
   if data_config.worker_count > 0:
-    dataset = dataset.mp_prefetch(
+    iterable = iterable.mp_prefetch(
       grain.MultiprocessingOptions(num_workers=data_config.worker_count)
     )
-  return iter(dataset)
+  return iter(iterable)
 
 
 def eval_batches(data_config: ml_collections.ConfigDict, batch_size: int) -> Iterator[dict]:

@@ -80,8 +80,12 @@ def _assert_batches_equal(a, b):
       np.testing.assert_array_equal(x[key], y[key])
 
 
+def _iterator(data_config):
+  return pipeline.train_iterator(pipeline.train_dataset(data_config), data_config)
+
+
 def test_train_batches_have_the_right_shapes_and_contents():
-  batches = _take(pipeline.train_iterator(_data_config()), 5)
+  batches = _take(_iterator(_data_config()), 5)
   for batch in batches:
     assert batch["image"].shape == (4, SIZE, SIZE, 3)
     assert batch["image"].dtype == np.float32
@@ -101,31 +105,31 @@ def test_train_batches_have_the_right_shapes_and_contents():
 
 def test_train_augmentation_keeps_label_aligned_and_image_normalized():
   source = ToySource(10, 0)
-  batch = next(pipeline.train_iterator(_data_config(train_transforms=("random_dihedral",))))
+  batch = next(_iterator(_data_config(train_transforms=("random_dihedral",))))
   for image, label, index in zip(batch["image"], batch["label"], batch["index"], strict=True):
     np.testing.assert_array_equal(label, (image[..., 0] > 0.5).astype(np.int32))
     np.testing.assert_array_equal(
       np.sort(image.ravel()), np.sort(source[int(index)]["image"].ravel())
     )
-  batch = next(pipeline.train_iterator(_data_config(train_transforms=("normalize",))))
+  batch = next(_iterator(_data_config(train_transforms=("normalize",))))
   for image, index in zip(batch["image"], batch["index"], strict=True):
     np.testing.assert_allclose(image, (source[int(index)]["image"] - MEAN) / STD, rtol=1e-6)
 
 
 def test_same_seed_gives_identical_batches():
-  a = _take(pipeline.train_iterator(_data_config()), 4)
-  b = _take(pipeline.train_iterator(_data_config()), 4)
+  a = _take(_iterator(_data_config()), 4)
+  b = _take(_iterator(_data_config()), 4)
   _assert_batches_equal(a, b)
-  c = _take(pipeline.train_iterator(_data_config(seed=1)), 4)
+  c = _take(_iterator(_data_config(seed=1)), 4)
   assert not np.array_equal(a[0]["image"], c[0]["image"])
 
 
 def test_iterator_state_resumes_with_the_next_batch():
-  iterator = pipeline.train_iterator(_data_config())
+  iterator = _iterator(_data_config())
   _take(iterator, 3)
   state = iterator.get_state()
   expected = _take(iterator, 3)
-  resumed = pipeline.train_iterator(_data_config())
+  resumed = _iterator(_data_config())
   resumed.set_state(state)
   _assert_batches_equal(_take(resumed, 3), expected)
 
@@ -162,7 +166,7 @@ def test_eval_batches_pad_the_last_batch_and_set_valid():
 def test_empty_source_is_a_data_error():
   config = _data_config(train_source={"name": "test_toy", "num_examples": 0, "seed": 0})
   with pytest.raises(DataError, match="empty"):
-    pipeline.train_iterator(config)
+    _iterator(config)
   config = _data_config(eval_source={"name": "test_toy", "num_examples": 0, "seed": 0})
   with pytest.raises(DataError, match="empty"):
     list(pipeline.eval_batches(config, batch_size=4))
@@ -171,14 +175,14 @@ def test_empty_source_is_a_data_error():
 def test_unknown_source_kwarg_names_the_dataset():
   config = _data_config(train_source={"name": "test_toy", "num_examples": 4, "colour": "red"})
   with pytest.raises(DataError) as info:
-    pipeline.train_iterator(config)
+    _iterator(config)
   assert "'test_toy'" in str(info.value)
   assert "colour" in str(info.value)
 
 
 def test_nan_pixel_is_a_data_error_when_iterating():
   source = {"name": "test_toy", "num_examples": 6, "seed": 0, "nan_index": 2}
-  iterator = pipeline.train_iterator(_data_config(train_source=source))
+  iterator = _iterator(_data_config(train_source=source))
   with pytest.raises(DataError, match="NaN") as info:
     _take(iterator, 3)  # 12 examples: example 2 is read in the first epoch
   assert "test_toy" in str(info.value)
@@ -189,7 +193,7 @@ def test_nan_pixel_is_a_data_error_when_iterating():
 def test_unknown_dataset_name_lists_known_names():
   config = _data_config(train_source={"name": "no_such_dataset"})
   with pytest.raises(KeyError) as info:
-    pipeline.train_iterator(config)
+    _iterator(config)
   message = str(info.value)
   assert "no_such_dataset" in message
   for known in ("phantom_bac", "image_folder", "test_toy"):
