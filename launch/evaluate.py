@@ -10,15 +10,14 @@ from absl import app, flags
 from launch import common
 from mlsup_jax.core import evaluation
 
+_CONFIG = common.define_config_flag()
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
 
 
 def main(argv):
   del argv
   common.start()
-  results = evaluation.evaluate_checkpoint(
-    common.CONFIG.value, common.WORKDIR.value, step=_STEP.value
-  )
+  results = evaluation.evaluate_checkpoint(_CONFIG.value, common.WORKDIR.value, step=_STEP.value)
   print(json.dumps(results, indent=2, sort_keys=True))
 
 

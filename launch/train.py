@@ -15,11 +15,13 @@ from absl import app
 from launch import common
 from mlsup_jax.core import trainer
 
+_CONFIG = common.define_config_flag()
+
 
 def main(argv):
   del argv
   common.start()
-  results = trainer.train_and_evaluate(common.CONFIG.value, common.WORKDIR.value)
+  results = trainer.train_and_evaluate(_CONFIG.value, common.WORKDIR.value)
   print(json.dumps(results, indent=2, sort_keys=True))
 
 

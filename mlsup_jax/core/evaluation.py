@@ -24,23 +24,34 @@ def _host(tree):
   return jax.device_get(tree)
 
 
-def evaluate(
-  method: Method, state, config: ml_collections.ConfigDict, mesh, rng, workdir: str | None
-) -> dict[str, float]:
-  """Runs `method.eval_step` over the eval set and `method.evaluate` on the gathered outputs."""
-  batch_sharding = mesh_lib.batch_sharding(mesh)
-  eval_step = jax.jit(method.eval_step, out_shardings=batch_sharding)
+def _run_eval_step(eval_step, state, config, mesh, rng, source_key: str) -> dict[str, np.ndarray]:
+  """`eval_step` over one pass of `config.data[source_key]`; outputs concatenated on the host."""
   gathered: dict[str, list[np.ndarray]] = {}
   # Round the batch up to a multiple of the mesh size; the padding rows have `valid = 0`.
   shards = mesh.devices.size
   batch_size = -(-config.eval.batch_size // shards) * shards
-  for index, local_batch in enumerate(pipeline.eval_batches(config.data, batch_size)):
+  for index, local_batch in enumerate(pipeline.eval_batches(config.data, batch_size, source_key)):
     batch = mesh_lib.global_batch(local_batch, mesh)
     outputs = _host(eval_step(state, batch, jax.random.fold_in(rng, index)))
     valid = np.asarray(_host(batch["valid"])).astype(bool)
     for key, value in outputs.items():
       gathered.setdefault(key, []).append(np.asarray(value)[valid])
-  outputs = {key: np.concatenate(values) for key, values in gathered.items()}
+  return {key: np.concatenate(values) for key, values in gathered.items()}
+
+
+def evaluate(
+  method: Method, state, config: ml_collections.ConfigDict, mesh, rng, workdir: str | None
+) -> dict[str, float]:
+  """Runs `method.eval_step` over the eval set and `method.evaluate` on the gathered outputs."""
+  eval_step = jax.jit(method.eval_step, out_shardings=mesh_lib.batch_sharding(mesh))
+  outputs = _run_eval_step(eval_step, state, config, mesh, rng, "eval_source")
+  if "calibration_source" in config.data:
+    # Post-hoc scores (e.g. SML) fit statistics on training images: the method receives that
+    # pass's outputs under "calibration".
+    calibration_rng = jax.random.fold_in(rng, 1 << 20)
+    outputs["calibration"] = _run_eval_step(
+      eval_step, state, config, mesh, calibration_rng, "calibration_source"
+    )
   results = {k: float(v) for k, v in method.evaluate(outputs, workdir).items()}
   if workdir is not None and jax.process_index() == 0:
     with open(os.path.join(workdir, "eval_results.json"), "w") as f:

@@ -57,6 +57,8 @@ METHODS = Registry(
   "method",
   {
     "scunet": "mlsup_jax.methods.scunet:ScuNetMethod",
+    "maxquery": "mlsup_jax.methods.maxquery:MaxQueryMethod",
+    "unet_segmentation": "mlsup_jax.methods.unet_segmentation:UNetSegmentationMethod",
   },
 )
 
@@ -65,6 +67,7 @@ DATASETS = Registry(
   "dataset",
   {
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
+    "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
     "image_folder": "mlsup_jax.data.sources:ImageFolderSource",
     "nifti_folder": "mlsup_jax.data.sources:NiftiFolderSource",
     "dicom_folder": "mlsup_jax.data.sources:DicomFolderSource",
@@ -78,5 +81,7 @@ MODELS = Registry(
   "model",
   {
     "scunet": "mlsup_jax.nn.scunet:ScuNet",
+    "unet": "mlsup_jax.nn.unet:UNet",
+    "kmax": "mlsup_jax.nn.kmax:KMaX",
   },
 )

@@ -108,10 +108,16 @@ def train_iterator(dataset: grain.MapDataset, data_config: ml_collections.Config
   return iter(iterable)
 
 
-def eval_batches(data_config: ml_collections.ConfigDict, batch_size: int) -> Iterator[dict]:
-  """One ordered pass over the eval source in padded local batches with a `valid` mask."""
-  source = build_source(data_config.eval_source)
-  dataset = _validated(source, data_config.eval_source, data_config)
+def eval_batches(
+  data_config: ml_collections.ConfigDict, batch_size: int, source_key: str = "eval_source"
+) -> Iterator[dict]:
+  """One ordered pass over `data_config[source_key]` in padded local batches with a `valid` mask.
+
+  `source_key` is `eval_source`, or `calibration_source` for the pass over training images that
+  post-hoc scores fit their statistics on (e.g. SML).
+  """
+  source = build_source(data_config[source_key])
+  dataset = _validated(source, data_config[source_key], data_config)
   for transform in _transforms(data_config.eval_transforms, data_config):
     dataset = dataset.map(transform)
   local = _local_batch_size(batch_size)

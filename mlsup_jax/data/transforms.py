@@ -34,6 +34,26 @@ class Normalize(grain.transforms.Map):
 
 
 @dataclasses.dataclass(frozen=True)
+class CtWindow(grain.transforms.Map):
+  """CT display window: `image ← clip((HU − (level − width / 2)) / width, 0, 1)` as float32.
+
+  E.g. level 40, width 400 (the abdominal soft-tissue window) maps −160 HU → 0 and 240 HU → 1.
+  """
+
+  level: float
+  width: float
+
+  def __post_init__(self):
+    if not self.width > 0:
+      raise ValueError(f"CtWindow width must be positive, got {self.width}.")
+
+  def map(self, example):
+    low = np.float32(self.level - self.width / 2.0)
+    image = (np.asarray(example["image"], np.float32) - low) / np.float32(self.width)
+    return {**example, "image": np.clip(image, 0.0, 1.0).astype(np.float32)}
+
+
+@dataclasses.dataclass(frozen=True)
 class ReplicateChannels(grain.transforms.Map):
   """Stacks copies of a one-channel image: `[..., 1] → [..., copies]`."""
 
@@ -104,6 +124,10 @@ TRANSFORMS = Registry(
   "transform",
   {
     "normalize": lambda c: Normalize(mean=c.norm_mean, std=c.norm_std),
+    # Configs without window fields get the abdominal soft-tissue window (level 40, width 400).
+    "ct_window": lambda c: CtWindow(
+      level=c.get("window_level", 40.0), width=c.get("window_width", 400.0)
+    ),
     "replicate_channels": lambda c: ReplicateChannels(copies=c.in_channels),
     "random_dihedral": lambda c: RandomDihedral(spatial_dims=c.spatial_dims),
     "random_brightness": lambda c: RandomBrightness(delta=c.brightness_delta),

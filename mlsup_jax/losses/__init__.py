@@ -19,6 +19,8 @@ LOSSES = Registry(
   {
     "soft_dice": segmentation.soft_dice,
     "cross_entropy": segmentation.cross_entropy,
+    # The import is lazy: mask_transformer imports this module.
+    "query_distribution": "mlsup_jax.losses.mask_transformer:query_distribution",
   },
 )
 

@@ -30,8 +30,16 @@ def probabilities_and_targets(logits: jax.Array, labels: jax.Array) -> tuple[jax
   )
 
 
-def _example_weights(batch: dict, batch_size: int) -> jax.Array:
+def example_weights(batch: dict, batch_size: int) -> jax.Array:
+  """`[B]` float weights: `batch["valid"]` (evaluation padding is 0) or ones."""
   return batch.get("valid", jnp.ones((batch_size,), jnp.float32)).astype(jnp.float32)
+
+
+def mean_over_valid(per_pixel: jax.Array, batch: dict) -> jax.Array:
+  """`per_pixel: [B, *S]` → the mean over pixels, then over the valid examples."""
+  weights = example_weights(batch, per_pixel.shape[0])
+  per_example = jnp.mean(per_pixel.reshape(per_pixel.shape[0], -1), axis=1)
+  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def soft_dice(
@@ -57,7 +65,7 @@ def soft_dice(
   probs, target = probabilities_and_targets(outputs["logits"], batch["label"])
   if probs.shape[-1] > 1 and not include_background:
     probs, target = probs[..., 1:], target[..., 1:]
-  weights = _example_weights(batch, probs.shape[0])
+  weights = example_weights(batch, probs.shape[0])
   weights = weights.reshape((-1,) + (1,) * (probs.ndim - 1))
   spatial = tuple(range(1, probs.ndim - 1))
   intersection = jnp.sum(probs * target * weights, axis=spatial)  # [B, K]
@@ -92,7 +100,5 @@ def cross_entropy(*, outputs: dict, batch: dict, label_smoothing: float = 0.0):
     target = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     target = optax.smooth_labels(target, label_smoothing) if label_smoothing else target
     per_pixel = optax.softmax_cross_entropy(logits, target)
-  weights = _example_weights(batch, logits.shape[0])
-  per_example = jnp.mean(per_pixel.reshape(per_pixel.shape[0], -1), axis=1)
-  loss = jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+  loss = mean_over_valid(per_pixel, batch)
   return loss, {"cross_entropy": loss}

@@ -13,6 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from configs import maxquery as maxquery_config
 from configs import scunet as scunet_config
 from mlsup_jax import losses
 from mlsup_jax.core import evaluation, trainer
@@ -60,19 +61,35 @@ def test_train_and_evaluate_writes_a_complete_workdir(tmp_path):
   assert evaluation.evaluate_checkpoint(config, str(tmp_path)) == pytest.approx(results)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_sharded_step_matches_single_device(devices, optimizer):
+def _smoke_config(name: str):
+  """`scunet` or a `configs/maxquery.py` variant, in its smoke size with a batch of 8."""
+  if name == "scunet":
+    return scunet_config.get_config("smoke")
+  config = maxquery_config.get_config(f"smoke,variant={name}")
+  with config.unlocked():
+    config.data.batch_size = 8  # One example per fake device.
+  return config
+
+
+@pytest.mark.parametrize(
+  "config_name, optimizer",
+  [("scunet", "sgd"), ("scunet", "adamw"), ("maxquery", "sgd"), ("unet", "sgd")],
+)
+def test_sharded_step_matches_single_device(devices, config_name, optimizer):
   """The same three steps on an 8-device data-parallel mesh and on one device.
 
-  With SGD every step agrees to float32 round-off. With Adam(W) the first loss agrees just as
-  tightly, but Adam's first updates are ≈ lr·sign(g): gradients that differ only in their
-  reduction order (batch statistics and weight gradients are summed across 8 shards vs one)
-  can flip the sign of near-zero components, so later losses agree to ~1e-4 relative.
+  With SGD every step agrees to float32 round-off — for the mask transformer too, whose batch
+  norms reduce over the global batch and whose k-means step takes a hard argmax. With Adam(W)
+  the first loss agrees just as tightly, but Adam's first updates are ≈ lr·sign(g): gradients
+  that differ only in their reduction order (batch statistics and weight gradients are summed
+  across 8 shards vs one) can flip the sign of near-zero components, so later losses agree to
+  ~1e-4 relative.
   """
-  config = scunet_config.get_config("smoke")
+  config = _smoke_config(config_name)
   with config.unlocked():
     config.optimizer.name = optimizer
     config.optimizer.learning_rate = 0.05 if optimizer == "sgd" else 1e-3
+    config.optimizer.grad_clip_norm = 0.0
   batches = [pipeline.train_dataset(config.data)[i] for i in range(3)]  # Same host batches.
 
   def run(devs):
