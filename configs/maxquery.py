@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     backbone, hidden, mask_dim, heads, ffn = (32, 64, 128, 256, 320), 256, 128, 8, 2048
     blocks = (2, 2, 2)
   else:
-    image_size, depth, num_train, num_test, batch, steps = 64, 16, 400, 120, 16, 500
+    image_size, depth, num_train, num_test, batch, steps = 64, 16, 400, 120, 8, 500
     backbone, hidden, mask_dim, heads, ffn, blocks = (16, 32, 64, 128), 64, 32, 4, 256, (1, 1, 1)
   if volumetric and not full:
     image_size, num_train, batch = min(image_size, 32), num_train // 2, max(2, batch // 4)
@@ -139,7 +139,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict(
     {
       "batch_size": 4 if smoke else 16,
-      "ood_region": "lesion_dilated",
+      # Pixels scored for OOD localization: the ground-truth lesions (inlier tumours negative,
+      # OOD tumours positive); see ood/segmentation_report.py for the other regions.
+      "ood_region": "lesion",
       "region_dilation": 2,
       "case_reduce": "mean",
       "mc_samples": 2 if smoke else 8,

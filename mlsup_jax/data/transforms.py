@@ -125,9 +125,7 @@ TRANSFORMS = Registry(
   {
     "normalize": lambda c: Normalize(mean=c.norm_mean, std=c.norm_std),
     # Configs without window fields get the abdominal soft-tissue window (level 40, width 400).
-    "ct_window": lambda c: CtWindow(
-      level=c.get("window_level", 40.0), width=c.get("window_width", 400.0)
-    ),
+    "ct_window": lambda c: CtWindow(level=c.window_level, width=c.window_width),
     "replicate_channels": lambda c: ReplicateChannels(copies=c.in_channels),
     "random_dihedral": lambda c: RandomDihedral(spatial_dims=c.spatial_dims),
     "random_brightness": lambda c: RandomBrightness(delta=c.brightness_delta),

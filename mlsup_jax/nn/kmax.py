@@ -116,8 +116,10 @@ class KMaXPredictor(nn.Module):
         dtype=self.dtype,
       )(p)
     p = nn.gelu(_batch_norm(train, dtype=self.dtype)(p))
-    p = nn.gelu(_batch_norm(train, dtype=self.dtype)(nn.Dense(width, use_bias=False)(p)))
-    p = _batch_norm(train, dtype=self.dtype)(nn.Dense(self.mask_dim, use_bias=False)(p))
+    p = nn.Dense(width, use_bias=False, dtype=self.dtype)(p)
+    p = nn.gelu(_batch_norm(train, dtype=self.dtype)(p))
+    p = nn.Dense(self.mask_dim, use_bias=False, dtype=self.dtype)(p)
+    p = _batch_norm(train, dtype=self.dtype)(p)
     p = p.astype(jnp.float32)
     p = p * jax.lax.rsqrt(jnp.sum(p * p, axis=-1, keepdims=True) + 1e-12)
     q = nn.Dense(self.mask_dim, use_bias=False, dtype=self.dtype)(queries)

@@ -13,11 +13,12 @@ Protocol choices the paper leaves open (NOT STATED in Yuan et al.; config fields
 * **Inlier Dice per class** (`dice/<class>`): per case, over the cases whose ground truth has
   the class, with OOD-tumour pixels excluded; `dice/tumour_avg` is the mean over tumour classes
   (the paper's "Avg."), `dice/mean` over organ + tumour classes.
-* **Pixel OOD region** (`eval.ood_region`): `lesion_dilated` (default) scores the ground-truth
-  lesions (inlier and OOD) dilated by `eval.region_dilation` pixels — OOD-tumour pixels are
-  positives, every other pixel of the region negative; `lesion` uses the lesions only;
-  `predicted_foreground` uses the pixels predicted as organ or tumour plus the ground-truth
-  lesions (so no OOD pixel escapes scoring).
+* **Pixel OOD region** (`eval.ood_region`): `lesion` (the configs' default) scores the
+  ground-truth lesions — OOD-tumour pixels are positives, inlier-tumour pixels negatives: "which
+  tumour pixels belong to an unseen subtype"; `lesion_dilated` adds a ring of
+  `eval.region_dilation` pixels of surrounding tissue (negatives), which mostly measures how
+  uncertain lesion borders are; `predicted_foreground` uses the pixels predicted as organ or
+  tumour plus the ground-truth lesions (so no OOD pixel escapes scoring).
 * **Case score** (`eval.case_reduce`): the mean (or max / p95) of the pixel score inside the
   predicted lesion (pred ≥ first tumour class), falling back to the predicted foreground and
   then the whole image when the prediction is empty; case label = `case_ood`.

@@ -6,6 +6,7 @@ import grain
 import numpy as np
 import pytest
 
+from configs import maxquery as maxquery_config
 from configs import scunet as scunet_config
 from mlsup_jax.data.transforms import (
   TRANSFORMS,
@@ -145,8 +146,13 @@ def test_random_crop_alignment_and_size():
 
 
 def test_transform_table_builds_from_config():
+  # Each transform reads its own fields; together the two configs hold every one of them.
   data = scunet_config.get_config("smoke").data
-  built = {name: TRANSFORMS.get(name)(data) for name in TRANSFORMS.names()}
+  ct = maxquery_config.get_config("smoke").data
+  built = {
+    name: TRANSFORMS.get(name)(ct if name == "ct_window" else data) for name in TRANSFORMS.names()
+  }
+  assert (built["ct_window"].level, built["ct_window"].width) == (ct.window_level, ct.window_width)
   assert isinstance(built["normalize"], Normalize)
   assert (built["normalize"].mean, built["normalize"].std) == (data.norm_mean, data.norm_std)
   assert built["replicate_channels"].copies == data.in_channels
