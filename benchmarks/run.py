@@ -6,7 +6,8 @@ r"""Benchmarks one config's train step and records the results.
 
 Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
 `<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
-(`--torch`; SCU-Net only, skipped when PyTorch is not installed: `pip install -e .[bench]`).
+(`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX and U-Net of `benchmarks/torch_*.py`;
+skipped for other models and when PyTorch is not installed: `pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
 """
 
@@ -16,14 +17,16 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks import harness, report, torch_scunet
+from benchmarks import harness, report, torch_kmax, torch_scunet
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
 _OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 _ITERS = flags.DEFINE_integer("iters", 10, "Timed steps.")
 _PMAP = flags.DEFINE_bool("pmap", True, "Also time the jax.pmap comparison leg.")
-_TORCH = flags.DEFINE_bool("torch", True, "Also time the PyTorch leg (SCU-Net configs).")
+_TORCH = flags.DEFINE_bool(
+  "torch", True, "Also time the PyTorch leg (SCU-Net, MaxQuery/kMaX and U-Net configs)."
+)
 _NOTE = flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
 flags.mark_flags_as_required(["config"])
 
@@ -36,8 +39,20 @@ def config_name() -> str:
   return name + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
 
 
+# `config.model.name` → `benchmark(config, batch, warmup, iters, device, image_shape)`.
+TORCH_BENCHMARKS = {
+  "kmax": torch_kmax.benchmark_torch_kmax,
+  "unet": torch_kmax.benchmark_torch_unet,
+}
+
+
 def torch_leg(config, jit_report: dict, warmup: int, iters: int) -> dict:
-  """The PyTorch SCU-Net at the jit leg's batch shape, on the GPU when JAX has one."""
+  """The PyTorch network at the jit leg's batch shape, on the GPU when JAX has one."""
+  benchmark = TORCH_BENCHMARKS.get(config.model.name)
+  if benchmark is not None:
+    device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+    image_shape = jit_report["input_shapes"]["image"][1:]  # [*S, C].
+    return benchmark(config, jit_report["batch_size"], warmup, iters, device, image_shape)
   if config.model.name != "scunet":
     return {"leg": "torch", "skipped": f"no PyTorch implementation of {config.model.name!r}"}
   batch, height, width, channels = jit_report["input_shapes"]["image"]
