@@ -124,7 +124,7 @@ def render_markdown(tables: dict, class_names, checks: dict) -> str:
     [
       "### Inlier segmentation (Dice %, per case with the class; OOD pixels ignored)",
       _markdown(["method"] + dice_cols, dice_rows),
-      "### OOD localization (pixel level in the dilated lesion region; case level)",
+      "### OOD localization (pixels: in the ground-truth lesions; cases: predicted lesion)",
       _markdown(["method"] + [h for _, h in OOD_METRICS], ood_rows),
       "### MaxQuery score ablation (level / softmax)",
       _markdown(["score"] + [h for _, h in OOD_METRICS], ablation_rows),
