@@ -124,7 +124,6 @@ TRANSFORMS = Registry(
   "transform",
   {
     "normalize": lambda c: Normalize(mean=c.norm_mean, std=c.norm_std),
-    # Configs without window fields get the abdominal soft-tissue window (level 40, width 400).
     "ct_window": lambda c: CtWindow(level=c.window_level, width=c.window_width),
     "replicate_channels": lambda c: ReplicateChannels(copies=c.in_channels),
     "random_dihedral": lambda c: RandomDihedral(spatial_dims=c.spatial_dims),

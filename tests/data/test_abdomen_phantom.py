@@ -278,7 +278,8 @@ def test_ct_window_maps_hu_to_unit_range():
   transform = TRANSFORMS.get("ct_window")(config)
   assert transform == CtWindow(level=50.0, width=100.0)
   np.testing.assert_allclose(transform.map({"image": np.array([25.0])})["image"], [0.25])
-  default = TRANSFORMS.get("ct_window")(ml_collections.ConfigDict({"norm_mean": 0.0}))
-  assert default == CtWindow(level=40.0, width=400.0)
+  # Defaults live in configs only: a config without the window fields names the missing one.
+  with pytest.raises(AttributeError, match="window_level"):
+    TRANSFORMS.get("ct_window")(ml_collections.ConfigDict({"norm_mean": 0.0}))
   with pytest.raises(ValueError, match="width"):
     CtWindow(level=40.0, width=0.0)
