@@ -89,6 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "query_distribution": {
         "query_split": (16, 4, 12),
         "class_groups": AbdomenPhantomSource.CLASS_GROUPS,
+        "reduction": "pixel",  # or "group_balanced" (see losses/mask_transformer.py)
       },
     }
   )

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from mlsup_jax import losses as losses_lib
-from mlsup_jax.losses.segmentation import mean_over_valid
+from mlsup_jax.losses.segmentation import example_weights, mean_over_valid
 from mlsup_jax.nn.kmax import semantic_log_probs
 
 
@@ -42,6 +42,7 @@ def query_distribution(
   batch: dict,
   query_split: Sequence[int] = (16, 4, 12),
   class_groups: Sequence[int] = (0, 1, 2, 2, 2),
+  reduction: str = "pixel",
 ):
   """The QD loss (module docstring).
 
@@ -50,6 +51,9 @@ def query_distribution(
     batch: `label: [B, *S]` int in `[0, len(class_groups))`; optional `valid: [B]`.
     query_split: group sizes; must sum to N.
     class_groups: the group of each class; values in `[0, len(query_split))`.
+    reduction: "pixel" — the mean over pixels (then valid examples), our reading of the paper;
+      "group_balanced" — the mean over the pixels of each target group (over the batch), then
+      over the groups present, so the few tumour pixels weigh as much as the background.
 
   Returns:
     `(loss, {"qd_loss": loss})`.
@@ -72,7 +76,21 @@ def query_distribution(
   log_group = jnp.log(jnp.maximum(group_probs, 1e-30))
   target_group = jnp.asarray(class_groups, jnp.int32)[batch["label"]]
   per_pixel = -jnp.take_along_axis(log_group, target_group[..., None], axis=-1)[..., 0]
-  loss = mean_over_valid(per_pixel, batch)
+  if reduction == "pixel":
+    loss = mean_over_valid(per_pixel, batch)
+  elif reduction == "group_balanced":
+    weights = example_weights(batch, per_pixel.shape[0])
+    weights = weights.reshape((-1,) + (1,) * (per_pixel.ndim - 1))
+    in_group = (
+      jax.nn.one_hot(target_group, len(query_split), dtype=jnp.float32) * weights[..., None]
+    )
+    axes = tuple(range(per_pixel.ndim))
+    count = jnp.sum(in_group, axis=axes)  # [G]
+    group_mean = jnp.sum(in_group * per_pixel[..., None], axis=axes) / jnp.maximum(count, 1.0)
+    present = (count > 0).astype(jnp.float32)
+    loss = jnp.sum(group_mean * present) / jnp.maximum(jnp.sum(present), 1.0)
+  else:
+    raise ValueError(f"Unknown QD reduction {reduction!r}: use 'pixel' or 'group_balanced'.")
   return loss, {"qd_loss": loss}
 
 

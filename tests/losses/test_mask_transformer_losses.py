@@ -109,6 +109,43 @@ def test_query_distribution_matches_numpy():
   assert expected["valid"] != pytest.approx(expected["plain"], rel=1e-3)
 
 
+def test_group_balanced_query_distribution_matches_a_loop():
+  """Mean per target group over the valid pixels of the batch, then over the groups present."""
+  rng = np.random.default_rng(4)
+  logits = (rng.normal(size=(3, 6, 5, 32)) * 2).astype(np.float32)
+  labels = np.zeros((3, 6, 5), np.int32)  # Mostly background, as in CT.
+  labels[:, 2:4, 1:3] = 1
+  labels[0, 0, 0] = 3  # One tumour pixel in a valid example …
+  labels[1, 5, 4] = 2  # … and one in the invalid example (ignored).
+  valid = np.array([1, 0, 1], np.float32)
+  loss, _ = mask_transformer.query_distribution(
+    outputs={"mask_logits": logits},
+    batch={"label": labels, "valid": valid},
+    query_split=SPLIT,
+    reduction="group_balanced",
+  )
+  probs = special.softmax(logits.astype(np.float64), axis=-1)
+  group_of_query = np.concatenate([np.full(n, g) for g, n in enumerate(SPLIT)])
+  per_group = {}
+  for b in np.flatnonzero(valid):
+    for i, j in np.ndindex(*labels.shape[1:]):
+      group = GROUPS[labels[b, i, j]]
+      mass = probs[b, i, j, group_of_query == group].sum()
+      per_group.setdefault(group, []).append(-np.log(mass))
+  expected = np.mean([np.mean(v) for v in per_group.values()])
+  assert sorted(per_group) == [0, 1, 2]
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
+  # The single tumour pixel weighs a third of the loss, unlike in the pixel mean.
+  pixel = mask_transformer.query_distribution(
+    outputs={"mask_logits": logits}, batch={"label": labels, "valid": valid}, query_split=SPLIT
+  )[0]
+  assert float(pixel) != pytest.approx(expected, rel=1e-3)
+  with pytest.raises(ValueError, match="reduction"):
+    mask_transformer.query_distribution(
+      outputs={"mask_logits": logits}, batch={"label": labels}, reduction="sum"
+    )
+
+
 def test_query_distribution_rewards_mass_in_the_label_group():
   """≈ 0 when each pixel's assignment mass sits in its label's group, large elsewhere."""
   rng = np.random.default_rng(1)
