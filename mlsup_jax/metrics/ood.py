@@ -233,6 +233,41 @@ def tpr_fpr_at_threshold(scores, labels, threshold: float) -> tuple[float, float
   return float(tpr), float(fpr)
 
 
+def threshold_report(scores, labels, threshold: float) -> dict[str, float]:
+  """Decision metrics of the rule "OOD iff `score >= threshold`" (OOD is the positive class).
+
+  Args:
+    scores: `[*S]` finite scores, higher = more OOD.
+    labels: `[*S]` labels, 1 = OOD, 0 = ID.
+    threshold: the decision threshold, e.g. fitted on a validation split.
+
+  Returns:
+    `{threshold, tpr, fpr, diff, gmean, accuracy, precision, f1}`; `diff = tpr - fpr` (the
+    thesis's DIFF). Precision and F1 are 0 when nothing is predicted OOD; rates of an absent
+    class are NaN.
+  """
+  s, y = _validate(scores, labels)
+  pred = s >= threshold
+  tp = int(np.count_nonzero(pred & y))
+  fp = int(np.count_nonzero(pred & ~y))
+  num_pos = int(np.count_nonzero(y))
+  num_neg = int(y.size) - num_pos
+  tpr = tp / num_pos if num_pos else float("nan")
+  fpr = fp / num_neg if num_neg else float("nan")
+  precision = tp / (tp + fp) if tp + fp else 0.0
+  f1 = 2 * tp / (2 * tp + fp + (num_pos - tp)) if num_pos + fp else 0.0
+  return {
+    "threshold": float(threshold),
+    "tpr": float(tpr),
+    "fpr": float(fpr),
+    "diff": float(tpr - fpr),
+    "gmean": float(np.sqrt(tpr * (1.0 - fpr))),
+    "accuracy": float(np.mean(pred == y)),
+    "precision": float(precision),
+    "f1": float(f1),
+  }
+
+
 def gmean_report(scores, labels, drop_intermediate: bool = False) -> dict[str, float]:
   """Thesis-style threshold metrics at the G-mean optimum chosen on these same scores.
 
