@@ -403,6 +403,7 @@ def query_distribution(
   labels,
   query_split: Sequence[int] = (16, 4, 12),
   class_groups: Sequence[int] = (0, 1, 2, 2, 2),
+  reduction: str = "pixel",
 ):
   """The QD loss: `−log Σ_{n ∈ group(label)} softmax_n(A)`, averaged over pixels.
 
@@ -411,6 +412,8 @@ def query_distribution(
     labels: `[B, *S]` int64.
     query_split: consecutive query-group sizes, summing to N.
     class_groups: the group of each class.
+    reduction: "pixel" (mean over pixels) or "group_balanced" (mean per target group, then over
+      the groups present).
   """
   import torch
   from torch.nn import functional as F
@@ -428,7 +431,13 @@ def query_distribution(
     mask_logits.shape[0], len(query_split), *mask_logits.shape[2:]
   )
   target = torch.tensor(list(class_groups), device=device)[labels]
-  return F.nll_loss(group_probs.clamp_min(1e-30).log(), target)
+  per_pixel = F.nll_loss(group_probs.clamp_min(1e-30).log(), target, reduction="none")
+  if reduction == "pixel":
+    return per_pixel.mean()
+  if reduction != "group_balanced":
+    raise ValueError(f"Unknown QD reduction {reduction!r}.")
+  means = [per_pixel[target == g].mean() for g in range(len(query_split)) if (target == g).any()]
+  return torch.stack(means).mean()
 
 
 LOSSES = {

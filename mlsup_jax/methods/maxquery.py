@@ -52,26 +52,31 @@ def case_outputs(batch: dict) -> dict:
   }
 
 
+def build_model(config: ml_collections.ConfigDict):
+  """The kMaX mask transformer of `config.model` (also used by the benchmarks and their tests)."""
+  m = config.model
+  return MODELS.get(m.name)(
+    num_classes=m.num_classes,
+    num_queries=m.num_queries,
+    backbone_features=tuple(m.backbone_features),
+    hidden_dim=m.hidden_dim,
+    mask_dim=m.mask_dim,
+    num_heads=m.num_heads,
+    ffn_dim=m.ffn_dim,
+    blocks_per_scale=tuple(m.blocks_per_scale),
+    pixel_head_kernel=m.pixel_head_kernel,
+    spatial_dims=config.data.spatial_dims,
+    dropout_rate=m.dropout_rate,
+    dtype=jnp.dtype(m.dtype),
+  )
+
+
 class MaxQueryMethod:
   """One supervised stage; evaluation = inlier Dice + OOD localization (module docstring)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    m = config.model
-    self.model = MODELS.get(m.name)(
-      num_classes=m.num_classes,
-      num_queries=m.num_queries,
-      backbone_features=tuple(m.backbone_features),
-      hidden_dim=m.hidden_dim,
-      mask_dim=m.mask_dim,
-      num_heads=m.num_heads,
-      ffn_dim=m.ffn_dim,
-      blocks_per_scale=tuple(m.blocks_per_scale),
-      pixel_head_kernel=m.pixel_head_kernel,
-      spatial_dims=config.data.spatial_dims,
-      dropout_rate=m.dropout_rate,
-      dtype=jnp.dtype(m.dtype),
-    )
+    self.model = build_model(config)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
 

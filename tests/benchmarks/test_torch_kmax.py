@@ -19,7 +19,7 @@ from benchmarks import torch_kmax
 from configs import maxquery
 from mlsup_jax import losses
 from mlsup_jax.losses import mask_transformer
-from mlsup_jax.nn.kmax import KMaX
+from mlsup_jax.methods.maxquery import build_model
 from mlsup_jax.nn.unet import UNet
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional benchmark dependency")
@@ -185,25 +185,9 @@ def _smoke_config(kernel=1, spatial_dims=2):
   return config
 
 
-def _jax_kmax(config):
-  m = config.model
-  return KMaX(
-    num_classes=m.num_classes,
-    num_queries=m.num_queries,
-    backbone_features=tuple(m.backbone_features),
-    hidden_dim=m.hidden_dim,
-    mask_dim=m.mask_dim,
-    num_heads=m.num_heads,
-    ffn_dim=m.ffn_dim,
-    blocks_per_scale=tuple(m.blocks_per_scale),
-    pixel_head_kernel=m.pixel_head_kernel,
-    spatial_dims=config.data.spatial_dims,
-  )
-
-
 def _ported_kmax(config, spatial):
   """(Flax model, random variables, input `[2, *S, 1]`, PyTorch model with those weights)."""
-  jax_model = _jax_kmax(config)
+  jax_model = build_model(config)
   x = np.random.default_rng(1).normal(size=(2, *spatial, 1)).astype(np.float32)
   variables = _random_variables(jax_model, x, train=False)
   model = torch_kmax.build_kmax(config, in_channels=1)
@@ -259,7 +243,7 @@ def _assert_outputs_close(got, expected):
 def test_parameter_counts_match_the_jax_models(kernel):
   config = _smoke_config(kernel)
   x = jnp.zeros((1, 32, 32, 1))
-  variables = jax.eval_shape(lambda: _jax_kmax(config).init(jax.random.key(0), x, train=False))
+  variables = jax.eval_shape(lambda: build_model(config).init(jax.random.key(0), x, train=False))
   expected = sum(v.size for v in jax.tree.leaves(variables["params"]))
   assert torch_kmax.count_parameters(torch_kmax.build_kmax(config)) == expected
   m = config.model
@@ -374,11 +358,14 @@ def test_unet_matches_the_jax_network_with_ported_weights():
   np.testing.assert_allclose(torch_loss.item(), float(jax_loss), **TOL)
 
 
-@pytest.mark.parametrize("per_sample", [False, True])
-def test_losses_match_the_jax_losses_on_random_outputs(per_sample):
+@pytest.mark.parametrize(
+  "per_sample,qd_reduction", [(False, "pixel"), (True, "pixel"), (False, "group_balanced")]
+)
+def test_losses_match_the_jax_losses_on_random_outputs(per_sample, qd_reduction):
   """Every term (and the down-sampling of aux labels) on random logits, background excluded."""
   config = _smoke_config()
   with config.unlocked():
+    config.loss.query_distribution.reduction = qd_reduction
     config.loss.soft_dice.per_sample = per_sample
     config.loss.soft_dice.include_background = False
     config.loss.cross_entropy.label_smoothing = 0.1
