@@ -131,26 +131,13 @@ class MaxQueryMethod:
     class_names = tuple(self.config.data.class_names)
     results = segmentation_report.report(outputs, cfg, class_names, workdir)
     if workdir is not None and cfg.save_figures and jax.process_index() == 0:
-      self.save_figures(outputs, workdir)
+      groups = mask_transformer.query_groups(self.config.loss.query_distribution.query_split)
+      segmentation_report.save_case_figure(
+        os.path.join(workdir, "maxquery_cases.png"),
+        outputs,
+        cfg,
+        class_names,
+        "score/maxquery",
+        group_of_query=np.asarray(groups),
+      )
     return results
-
-  def save_figures(self, outputs: dict, workdir: str) -> None:
-    from mlsup_jax.viz import ood as ood_viz
-
-    cfg = self.config.eval
-    cases = segmentation_report.figure_cases(outputs, cfg.num_figure_cases)
-    views = segmentation_report.middle_slices(outputs, cases)
-    groups = np.asarray(
-      mask_transformer.query_groups(self.config.loss.query_distribution.query_split)
-    )
-    ood_viz.save_ood_figure(
-      os.path.join(workdir, "maxquery_cases.png"),
-      images=views["image"],
-      labels=views["label"],
-      predictions=views["pred"],
-      ood_masks=views["ood"],
-      heatmaps=views["score/maxquery"],
-      assignments=views["assignment"],
-      group_of_query=groups,
-      class_names=tuple(self.config.data.class_names),
-    )

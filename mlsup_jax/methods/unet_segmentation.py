@@ -94,19 +94,8 @@ class UNetSegmentationMethod:
     class_names = tuple(self.config.data.class_names)
     results = segmentation_report.report(outputs, cfg, class_names, workdir)
     if workdir is not None and cfg.save_figures and jax.process_index() == 0:
-      from mlsup_jax.viz import ood as ood_viz
-
-      cases = segmentation_report.figure_cases(outputs, cfg.num_figure_cases)
-      views = segmentation_report.middle_slices(outputs, cases)
-      ood_viz.save_ood_figure(
-        os.path.join(workdir, "unet_cases.png"),
-        images=views["image"],
-        labels=views["label"],
-        predictions=views["pred"],
-        ood_masks=views["ood"],
-        heatmaps=views["score/max_logit"],
-        assignments=None,
-        class_names=class_names,
+      segmentation_report.save_case_figure(
+        os.path.join(workdir, "unet_cases.png"), outputs, cfg, class_names, "score/max_logit"
       )
     return results
 

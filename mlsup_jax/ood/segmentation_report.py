@@ -151,3 +151,32 @@ def middle_slices(outputs: dict, cases: np.ndarray) -> dict:
   depth_axis_sums = lesion.reshape(lesion.shape[0], lesion.shape[1], -1).sum(-1)
   slices = np.argmax(depth_axis_sums, axis=1)
   return {k: v[np.arange(len(cases)), slices] for k, v in views.items()}
+
+
+def save_case_figure(
+  path: str,
+  outputs: dict,
+  eval_config: ml_collections.ConfigDict,
+  class_names: Sequence[str],
+  heat_key: str,
+  group_of_query: np.ndarray | None = None,
+) -> str:
+  """The per-case OOD figure (image, GT, prediction, `heat_key` heat-map, query assignments).
+
+  Cases are chosen by `figure_cases` (`eval_config.num_figure_cases`); 3-D volumes are cut at
+  their most-lesion slice. The assignment panel appears when `outputs` has `assignment`.
+  """
+  from mlsup_jax.viz import ood as ood_viz  # matplotlib only when figures are written
+
+  views = middle_slices(outputs, figure_cases(outputs, eval_config.num_figure_cases))
+  return ood_viz.save_ood_figure(
+    path,
+    images=views["image"],
+    labels=views["label"],
+    predictions=views["pred"],
+    ood_masks=views["ood"],
+    heatmaps=views[heat_key],
+    assignments=views.get("assignment"),
+    group_of_query=group_of_query,
+    class_names=tuple(class_names),
+  )
