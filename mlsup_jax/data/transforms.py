@@ -14,6 +14,7 @@ import grain
 import numpy as np
 
 from mlsup_jax.core.registry import Registry
+from mlsup_jax.data.distortions import TendDistortion, UnseenTransform
 
 
 def _spatial_keys(example: dict, spatial_dims: int) -> list[str]:
@@ -129,5 +130,7 @@ TRANSFORMS = Registry(
     "random_dihedral": lambda c: RandomDihedral(spatial_dims=c.spatial_dims),
     "random_brightness": lambda c: RandomBrightness(delta=c.brightness_delta),
     "random_crop": lambda c: RandomCrop(size=c.crop_size, spatial_dims=c.spatial_dims),
+    "tend_distortion": lambda c: TendDistortion(preset=c.distortion_preset),
+    "unseen_transform": lambda c: UnseenTransform(name=c.unseen_transform),
   },
 )

@@ -8,6 +8,7 @@ import pytest
 
 from configs import maxquery as maxquery_config
 from configs import scunet as scunet_config
+from configs import tend as tend_config
 from mlsup_jax.data.transforms import (
   TRANSFORMS,
   Normalize,
@@ -146,12 +147,14 @@ def test_random_crop_alignment_and_size():
 
 
 def test_transform_table_builds_from_config():
-  # Each transform reads its own fields; together the two configs hold every one of them.
+  # Each transform reads its own fields; together the three configs hold every one of them.
   data = scunet_config.get_config("smoke").data
   ct = maxquery_config.get_config("smoke").data
-  built = {
-    name: TRANSFORMS.get(name)(ct if name == "ct_window" else data) for name in TRANSFORMS.names()
-  }
+  anomaly = tend_config.get_config("smoke").data
+  source = {"ct_window": ct, "tend_distortion": anomaly, "unseen_transform": anomaly}
+  built = {name: TRANSFORMS.get(name)(source.get(name, data)) for name in TRANSFORMS.names()}
+  assert built["tend_distortion"].preset == anomaly.distortion_preset
+  assert built["unseen_transform"].name == anomaly.unseen_transform
   assert (built["ct_window"].level, built["ct_window"].width) == (ct.window_level, ct.window_width)
   assert isinstance(built["normalize"], Normalize)
   assert (built["normalize"].mean, built["normalize"].std) == (data.norm_mean, data.norm_std)
