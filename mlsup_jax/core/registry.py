@@ -59,6 +59,7 @@ METHODS = Registry(
     "scunet": "mlsup_jax.methods.scunet:ScuNetMethod",
     "maxquery": "mlsup_jax.methods.maxquery:MaxQueryMethod",
     "unet_segmentation": "mlsup_jax.methods.unet_segmentation:UNetSegmentationMethod",
+    "tend": "mlsup_jax.methods.tend:TendMethod",
   },
 )
 
@@ -73,6 +74,11 @@ DATASETS = Registry(
     "dicom_folder": "mlsup_jax.data.sources:DicomFolderSource",
     "nnunet_raw": "mlsup_jax.data.sources:NnUNetRawSource",
     "tfds": "mlsup_jax.data.sources:TfdsSource",
+    "phantom_radiograph": "mlsup_jax.data.phantoms.radiograph:ChestRadiographPhantomSource",
+    "phantom_modality": "mlsup_jax.data.phantoms.modalities:ModalityPhantomSource",
+    "ood_split": "mlsup_jax.data.ood_splits:OodSplitSource",
+    "image_class_folder": "mlsup_jax.data.readers.class_folder:ImageClassFolderSource",
+    "pydicom_examples": "mlsup_jax.data.readers.pydicom_examples:PydicomExamplesSource",
   },
 )
 
@@ -83,5 +89,10 @@ MODELS = Registry(
     "scunet": "mlsup_jax.nn.scunet:ScuNet",
     "unet": "mlsup_jax.nn.unet:UNet",
     "kmax": "mlsup_jax.nn.kmax:KMaX",
+    "autoencoder": "mlsup_jax.nn.autoencoder:AutoEncoder",
+    "tend_classifier": "mlsup_jax.nn.autoencoder:TendClassifier",
+    "vae": "mlsup_jax.nn.vae:VAE",
+    "cascade_vae": "mlsup_jax.nn.cvae:CascadeVAE",
+    "discriminator": "mlsup_jax.nn.cvae:Discriminator",
   },
 )

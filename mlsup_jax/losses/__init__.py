@@ -21,6 +21,12 @@ LOSSES = Registry(
     "cross_entropy": segmentation.cross_entropy,
     # The import is lazy: mask_transformer imports this module.
     "query_distribution": "mlsup_jax.losses.mask_transformer:query_distribution",
+    "reconstruction_mse": "mlsup_jax.losses.anomaly:reconstruction_mse",
+    "classification_bce": "mlsup_jax.losses.anomaly:classification_bce",
+    "tend_margin": "mlsup_jax.losses.anomaly:tend_margin",
+    "vae": "mlsup_jax.losses.anomaly:vae_loss",
+    "cvae": "mlsup_jax.losses.anomaly:cvae_loss",
+    "discriminator_bce": "mlsup_jax.losses.anomaly:discriminator_bce",
   },
 )
 

@@ -20,8 +20,11 @@ the normalisation whenever a score sums normalised components.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 
+import jax
+import ml_collections
 import numpy as np
 
 from mlsup_jax.metrics import ood as ood_metrics
@@ -146,3 +149,30 @@ def flatten_reports(reports: Mapping[str, Mapping[str, float]], main: str) -> di
   for name, report in reports.items():
     flat.update({f"{name}/{metric}": value for metric, value in report.items()})
   return flat
+
+
+def report(
+  outputs: Mapping[str, np.ndarray],
+  score_fns: Mapping[str, ScoreFn],
+  eval_config: ml_collections.ConfigDict,
+  workdir: str | None,
+  prefix: str,
+) -> dict[str, float]:
+  """A detector's `evaluate`: every score under `eval_config.protocol`, flattened around
+  `eval_config.score`; with a `workdir`, the test scores (`<prefix>_scores.npz`) and, when
+  `eval_config.save_figures`, their ROC / PR curves (`<prefix>_roc.png`).
+  """
+  reports, test_scores = evaluate_scores(outputs, score_fns, eval_config.protocol)
+  results = flatten_reports(reports, main=eval_config.score)
+  if workdir is not None and jax.process_index() == 0:
+    labels = np.asarray(outputs["ood"])
+    np.savez(os.path.join(workdir, f"{prefix}_scores.npz"), ood=labels, **test_scores)
+    if eval_config.save_figures:
+      from mlsup_jax.viz import ood as ood_viz  # matplotlib only when figures are written
+
+      ood_viz.save_roc_curves(
+        os.path.join(workdir, f"{prefix}_roc.png"),
+        {name: (scores, labels) for name, scores in test_scores.items()},
+        title=f"{prefix} ({eval_config.protocol} protocol)",
+      )
+  return results
