@@ -1,7 +1,8 @@
-"""`config.optimizer` → an optax optimizer with its learning-rate schedule."""
+"""`config.optimizer` → an optax optimizer with its learning-rate schedule; masking by subtree."""
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
 
@@ -44,3 +45,26 @@ def build_optimizer(
   if config.grad_clip_norm:
     optimizer = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
   return optimizer
+
+
+def trainable_subtree(params: dict, trained: tuple[str, ...], frozen: tuple[str, ...] = ()):
+  """Optimizer labels: "train" for leaves under the `trained` top-level keys, else "frozen".
+
+  `frozen` names second-level keys inside a trained subtree that stay fixed (e.g. "encoder").
+  """
+
+  def label(path, _):
+    keys = [getattr(entry, "key", None) for entry in path]
+    if keys[0] not in trained or (len(keys) > 1 and keys[1] in frozen):
+      return "frozen"
+    return "train"
+
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def masked_optimizer(optimizer, trained: tuple[str, ...], frozen: tuple[str, ...] = ()):
+  """`optimizer` on the trained subtrees; the rest never moves (no weight decay either)."""
+  return optax.multi_transform(
+    {"train": optimizer, "frozen": optax.set_to_zero()},
+    lambda params: trainable_subtree(params, trained, frozen),
+  )

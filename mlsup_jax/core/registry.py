@@ -60,6 +60,8 @@ METHODS = Registry(
     "maxquery": "mlsup_jax.methods.maxquery:MaxQueryMethod",
     "unet_segmentation": "mlsup_jax.methods.unet_segmentation:UNetSegmentationMethod",
     "tend": "mlsup_jax.methods.tend:TendMethod",
+    "cvad": "mlsup_jax.methods.cvad:CvadMethod",
+    "reconstruction_detector": "mlsup_jax.methods.reconstruction_detector:ReconstructionDetector",
   },
 )
 

@@ -43,3 +43,15 @@ class TrainState:
     updates, opt_state = optimizer.update(grads, self.opt_state, self.params)
     params = optax.apply_updates(self.params, updates)
     return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **changes)
+
+  def apply_subtree_gradients(self, subtree: str, *, grads, optimizer, **changes):
+    """`apply_gradients` for multi-network states: `grads` of `params[subtree]` only.
+
+    The other top-level subtrees get zero gradients; pair with `optimizers.masked_optimizer` so
+    that they do not move at all (no weight decay, no momentum).
+    """
+    full = {
+      name: grads if name == subtree else jax.tree.map(jnp.zeros_like, value)
+      for name, value in self.params.items()
+    }
+    return self.apply_gradients(grads=full, optimizer=optimizer, **changes)

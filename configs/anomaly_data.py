@@ -1,0 +1,61 @@
+"""The data section shared by the anomaly detectors (TEND, CVAD, AE / VAE baselines).
+
+ID and OOD images come from one labelled chest-radiograph phantom split by
+`data/ood_splits.py`: one-vs-rest (ID = normal, intra-class OOD = the four subtle abnormal
+classes) or rest-vs-one. ID images are split 70 / 10 / 20 into train / val / test; OOD images
+half into val, half into test. The clean protocol fits thresholds and score normalisation on
+val (`calibration_source`) and reports on test (`eval_source`).
+"""
+
+import ml_collections
+
+from mlsup_jax.data.phantoms.radiograph import CLASS_NAMES, DEFAULT_CLASS_WEIGHTS
+
+ID_FRACTIONS = (0.7, 0.1, 0.2)
+OOD_FRACTIONS = (0.0, 0.5, 0.5)
+
+
+def radiograph_data(
+  *, smoke: bool, full: bool, rest_vs_one: bool, batch_size: int
+) -> ml_collections.ConfigDict:
+  """`config.data` for the radiograph phantom under the one-vs-rest / rest-vs-one protocol."""
+  image_size = 32 if smoke else (256 if full else 64)
+  num_cases = 96 if smoke else (20000 if full else 1500)
+  base = {
+    "name": "phantom_radiograph",
+    "split": "train",
+    "num_cases": num_cases,
+    "seed": 0,
+    "image_size": image_size,
+  }
+  split = {
+    "name": "ood_split",
+    "base": base,
+    "id_classes": (0,),  # normal
+    "protocol": "rest_vs_one" if rest_vs_one else "one_vs_rest",
+    "seed": 0,
+    "fractions": ID_FRACTIONS,
+    "ood_fractions": OOD_FRACTIONS,
+  }
+  id_share = DEFAULT_CLASS_WEIGHTS[0] / sum(DEFAULT_CLASS_WEIGHTS)
+  if rest_vs_one:
+    id_share = 1.0 - id_share
+  return ml_collections.ConfigDict(
+    {
+      "train_source": {**split, "role": "train"},
+      "calibration_source": {**split, "role": "val"},
+      "eval_source": {**split, "role": "test"},
+      # Expected number of ID training images (sizes one epoch, e.g. TEND's centre pass).
+      "num_id_train": int(round(num_cases * id_share * ID_FRACTIONS[0])),
+      "batch_size": batch_size,
+      "seed": 0,
+      "spatial_dims": 2,
+      "num_classes": None,
+      "class_names": CLASS_NAMES,
+      "require_label": False,
+      "train_transforms": (),
+      "eval_transforms": (),
+      "worker_count": 0,
+      "read_threads": 2,
+    }
+  )

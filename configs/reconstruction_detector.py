@@ -1,0 +1,63 @@
+r"""Reconstruction baselines (AE, plain VAE) on the chest-radiograph phantom (one-vs-rest).
+
+Train and evaluate:
+  python -m launch.train --config=configs/reconstruction_detector.py:network=vae --workdir=runs/vae
+  python -m launch.train --config=configs/reconstruction_detector.py --workdir=runs/ae
+
+Options after the colon: `network=autoencoder|vae` (default autoencoder), `smoke`, `full`,
+`rest_vs_one`.
+"""
+
+import ml_collections
+
+from configs import common
+from configs.anomaly_data import radiograph_data
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  flags, values = common.parse_arg(
+    arg, flags={"smoke", "full", "rest_vs_one"}, values={"network": "autoencoder"}
+  )
+  smoke, full, network = "smoke" in flags, "full" in flags, values["network"]
+  if network not in ("autoencoder", "vae"):
+    raise ValueError(f"network must be 'autoencoder' or 'vae', got {network!r}.")
+  config = ml_collections.ConfigDict()
+  config.method = "reconstruction_detector"
+  config.seed = 0
+  config.model = ml_collections.ConfigDict(
+    {
+      "name": network,
+      # The AE is TEND's stage-1 network (ReLU); the VAE uses CVAD's blocks (LeakyReLU 0.2).
+      "base_width": 4 if smoke else 16,
+      "depth": 3 if smoke else 5,
+      "activation": "relu" if network == "autoencoder" else "leaky_relu",
+      "latent_dim": 16 if smoke else 512,
+      "dtype": "float32",
+    }
+  )
+  term = "reconstruction_mse" if network == "autoencoder" else "vae"
+  config.loss = ml_collections.ConfigDict(
+    {
+      "terms": (term,),
+      "weights": (1.0,),
+      # KL / (B·H·W·C), as CVAD's code: the VAE trained like CVAD's generator.
+      "vae": {"beta": 1.0, "kl_normalisation": "pixels"},
+    }
+  )
+  config.optimizer = common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-6)
+  config.data = radiograph_data(
+    smoke=smoke, full=full, rest_vs_one="rest_vs_one" in flags, batch_size=8 if smoke else 32
+  )
+  steps = 4 if smoke else (5000 if full else 800)
+  config.train = common.train(num_steps=steps, log_every=2 if smoke else 50, checkpoint_every=500)
+  config.eval = ml_collections.ConfigDict(
+    {
+      "batch_size": 8 if smoke else 64,
+      "protocol": "clean",
+      "score": "reconstruction",
+      "save_figures": True,
+    }
+  )
+  config.mesh = common.mesh()
+  config.lock()
+  return config
