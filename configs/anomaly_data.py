@@ -59,3 +59,57 @@ def radiograph_data(
       "read_threads": 2,
     }
   )
+
+
+def pydicom_data(*, batch_size: int) -> ml_collections.ConfigDict:
+  """`config.data` for the real-DICOM check: ID = ultrasound, OOD = MR and CT.
+
+  The images are the DICOM test files inside the pydicom wheel (`pydicom_examples`): 12
+  ultrasound frames, 2 MR and 3 CT images of ≥ 32 px a side. Two thirds of the ultrasound frames
+  train; the test set is the other third plus every MR/CT image. There is no validation split,
+  so evaluation uses the transductive protocol. Training augments with flips/rotations and
+  brightness.
+  """
+  split = {
+    "name": "ood_split",
+    "base": {"name": "pydicom_examples", "modalities": ("US", "MR", "CT"), "image_size": 64},
+    "id_classes": (0,),  # US
+    "protocol": "one_vs_rest",
+    "seed": 0,
+    "fractions": (2 / 3, 0.0, 1 / 3),
+    "ood_fractions": (0.0, 0.0, 1.0),
+  }
+  return ml_collections.ConfigDict(
+    {
+      "train_source": {**split, "role": "train"},
+      "eval_source": {**split, "role": "test"},
+      "num_id_train": 8,
+      "batch_size": batch_size,
+      "seed": 0,
+      "spatial_dims": 2,
+      "num_classes": None,
+      "class_names": ("US", "MR", "CT"),
+      "require_label": False,
+      "train_transforms": ("random_dihedral", "random_brightness"),
+      "eval_transforms": (),
+      "brightness_delta": 0.1,
+      "worker_count": 0,
+      "read_threads": 2,
+    }
+  )
+
+
+DATASETS = ("radiograph", "pydicom")
+
+
+def anomaly_data(
+  dataset: str, *, smoke: bool, full: bool, rest_vs_one: bool
+) -> ml_collections.ConfigDict:
+  """`config.data` of the `dataset=` option shared by the anomaly configs."""
+  if dataset == "radiograph":
+    return radiograph_data(
+      smoke=smoke, full=full, rest_vs_one=rest_vs_one, batch_size=8 if smoke else 32
+    )
+  if dataset == "pydicom":
+    return pydicom_data(batch_size=8)
+  raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}.")

@@ -9,17 +9,21 @@ The public code's branch (flatten → FC, ≈ 0.7 B parameters at 256²) / the t
   ... --config.eval.protocol=transductive
 
 Options after the colon: `smoke` (tiny, for tests), `full` (the thesis's 256² images;
-accelerators), `rest_vs_one` (ID = every abnormal class, OOD = normal).
+accelerators), `rest_vs_one` (ID = every abnormal class, OOD = normal),
+`dataset=radiograph|pydicom` (pydicom: the real-DICOM check — ID = the ultrasound frames inside
+the pydicom wheel, OOD = its MR and CT images; transductive protocol).
 """
 
 import ml_collections
 
 from configs import common
-from configs.anomaly_data import radiograph_data
+from configs.anomaly_data import anomaly_data
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  flags, _ = common.parse_arg(arg, flags={"smoke", "full", "rest_vs_one"}, values={})
+  flags, values = common.parse_arg(
+    arg, flags={"smoke", "full", "rest_vs_one"}, values={"dataset": "radiograph"}
+  )
   smoke, full = "smoke" in flags, "full" in flags
   config = ml_collections.ConfigDict()
   config.method = "cvad"
@@ -64,8 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "discriminator": common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-6),
     }
   )
-  config.data = radiograph_data(
-    smoke=smoke, full=full, rest_vs_one="rest_vs_one" in flags, batch_size=8 if smoke else 32
+  config.data = anomaly_data(
+    values["dataset"], smoke=smoke, full=full, rest_vs_one="rest_vs_one" in flags
   )
   config.train = common.train(num_steps=0, log_every=2 if smoke else 50, checkpoint_every=500)
   del config.train.num_steps  # Each stage has its own length:
@@ -76,7 +80,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     {
       "batch_size": 8 if smoke else 64,
       # clean: threshold + normalisation fitted on the validation split; transductive: on test.
-      "protocol": "clean",
+      # clean needs a validation split; the pydicom check has none.
+      "protocol": "transductive" if values["dataset"] == "pydicom" else "clean",
       "score": "cvad",  # The reported score; every score is reported as `<score>/<metric>`.
       "save_figures": True,
     }

@@ -5,18 +5,21 @@ Train and evaluate:
   python -m launch.train --config=configs/reconstruction_detector.py --workdir=runs/ae
 
 Options after the colon: `network=autoencoder|vae` (default autoencoder), `smoke`, `full`,
-`rest_vs_one`.
+`rest_vs_one`, `dataset=radiograph|pydicom` (pydicom: the real-DICOM check, ID = the ultrasound
+frames inside the pydicom wheel, OOD = its MR and CT images; transductive protocol).
 """
 
 import ml_collections
 
 from configs import common
-from configs.anomaly_data import radiograph_data
+from configs.anomaly_data import anomaly_data
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "full", "rest_vs_one"}, values={"network": "autoencoder"}
+    arg,
+    flags={"smoke", "full", "rest_vs_one"},
+    values={"network": "autoencoder", "dataset": "radiograph"},
   )
   smoke, full, network = "smoke" in flags, "full" in flags, values["network"]
   if network not in ("autoencoder", "vae"):
@@ -45,15 +48,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     }
   )
   config.optimizer = common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-6)
-  config.data = radiograph_data(
-    smoke=smoke, full=full, rest_vs_one="rest_vs_one" in flags, batch_size=8 if smoke else 32
+  config.data = anomaly_data(
+    values["dataset"], smoke=smoke, full=full, rest_vs_one="rest_vs_one" in flags
   )
   steps = 4 if smoke else (5000 if full else 800)
   config.train = common.train(num_steps=steps, log_every=2 if smoke else 50, checkpoint_every=500)
   config.eval = ml_collections.ConfigDict(
     {
       "batch_size": 8 if smoke else 64,
-      "protocol": "clean",
+      # Thresholds and normalisation from the validation split; the pydicom check has none.
+      "protocol": "transductive" if values["dataset"] == "pydicom" else "clean",
       "score": "reconstruction",
       "save_figures": True,
     }

@@ -9,18 +9,20 @@ Other margins / the thesis's frozen encoder / the authors' score / the thesis's 
   ... --config.eval.score=tend_code --config.eval.protocol=transductive
 
 Options after the colon: `smoke` (tiny, for tests), `full` (the thesis's 256² images;
-accelerators), `rest_vs_one` (ID = every abnormal class, OOD = normal), `margin=R`.
+accelerators), `rest_vs_one` (ID = every abnormal class, OOD = normal),
+`dataset=radiograph|pydicom` (pydicom: the real-DICOM check — ID = the ultrasound frames inside
+the pydicom wheel, OOD = its MR and CT images; transductive protocol), `margin=R`.
 """
 
 import ml_collections
 
 from configs import common
-from configs.anomaly_data import radiograph_data
+from configs.anomaly_data import anomaly_data
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "full", "rest_vs_one"}, values={"margin": "250"}
+    arg, flags={"smoke", "full", "rest_vs_one"}, values={"margin": "250", "dataset": "radiograph"}
   )
   smoke, full = "smoke" in flags, "full" in flags
   config = ml_collections.ConfigDict()
@@ -56,10 +58,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Thesis: Adam, lr 1e-3; the authors' code adds a coupled weight decay of 1e-6.
   config.optimizer = common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-6)
 
-  config.data = radiograph_data(
-    smoke=smoke, full=full, rest_vs_one="rest_vs_one" in flags, batch_size=8 if smoke else 32
+  config.data = anomaly_data(
+    values["dataset"], smoke=smoke, full=full, rest_vs_one="rest_vs_one" in flags
   )
-  config.data.train_transforms = ("tend_distortion",)
+  # Every batch: the (augmented) originals and one random distortion of each.
+  config.data.train_transforms = (*config.data.train_transforms, "tend_distortion")
   config.data.distortion_preset = "rsna"  # The RSNA set of the authors' code (8 options).
   # Evaluation on unseen transformations (Tables 4.5–4.6): a name, or None to draw one per image.
   config.data.unseen_transform = None
@@ -77,7 +80,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     {
       "batch_size": 8 if smoke else 64,
       # clean: threshold + normalisation fitted on the validation split; transductive: on test.
-      "protocol": "clean",
+      # clean needs a validation split; the pydicom check has none.
+      "protocol": "transductive" if values["dataset"] == "pydicom" else "clean",
       "score": "tend",  # The reported score; every score is reported as `<score>/<metric>`.
       "score_lambda": 0.5,  # λ in λ·p + (1 − λ)·d/R.
       "save_figures": True,
