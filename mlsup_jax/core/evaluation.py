@@ -60,9 +60,16 @@ def evaluate(
 
 
 def evaluate_checkpoint(
-  config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  step: int | None = None,
+  output_dir: str | None = None,
 ) -> dict[str, float]:
-  """Restores checkpoint `step` (default: newest) of `workdir` and evaluates it."""
+  """Restores checkpoint `step` (default: newest) of `workdir` and evaluates it.
+
+  Reports and figures go to `output_dir` (created; default `workdir`), so one trained model can
+  be evaluated on other evaluation sets (e.g. inter-class OOD) without overwriting its report.
+  """
   run = RunSetup(config)
   checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
   try:
@@ -70,6 +77,8 @@ def evaluate_checkpoint(
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {checkpointer.directory} to evaluate.")
     state, _, _ = run.restore(checkpointer, step)
-    return evaluate(run.method, state, config, run.mesh, run.eval_rng, workdir)
+    output_dir = workdir if output_dir is None else output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    return evaluate(run.method, state, config, run.mesh, run.eval_rng, output_dir)
   finally:
     checkpointer.close()

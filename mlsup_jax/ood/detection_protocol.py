@@ -159,11 +159,17 @@ def report(
   prefix: str,
 ) -> dict[str, float]:
   """A detector's `evaluate`: every score under `eval_config.protocol`, flattened around
-  `eval_config.score`; with a `workdir`, the test scores (`<prefix>_scores.npz`) and, when
-  `eval_config.save_figures`, their ROC / PR curves (`<prefix>_roc.png`).
+  `eval_config.score`; under the clean protocol the transductive numbers are added as
+  `transductive/<score>/<metric>` (thesis-comparable, same evaluation pass). With a `workdir`,
+  the test scores (`<prefix>_scores.npz`) and, when `eval_config.save_figures`, their ROC / PR
+  curves (`<prefix>_roc.png`).
   """
   reports, test_scores = evaluate_scores(outputs, score_fns, eval_config.protocol)
   results = flatten_reports(reports, main=eval_config.score)
+  if eval_config.protocol == "clean":
+    transductive, _ = evaluate_scores(outputs, score_fns, "transductive")
+    for name, metrics in transductive.items():
+      results.update({f"transductive/{name}/{k}": v for k, v in metrics.items()})
   if workdir is not None and jax.process_index() == 0:
     labels = np.asarray(outputs["ood"])
     np.savez(os.path.join(workdir, f"{prefix}_scores.npz"), ood=labels, **test_scores)
