@@ -4,7 +4,9 @@ Both legs build everything from the config through `RunSetup`, take ONE real bat
 input pipeline and re-use it for every timed step (the pipeline is not timed), compile ahead of
 time with `.lower(...).compile()` so compilation is timed apart from the steps, then time
 `iters` steps after `warmup` steps, each ended by `jax.block_until_ready`. The state is donated,
-so each step's returned state is fed to the next.
+so each step's returned state is fed to the next. The step is that of one stage of the method
+(`stage=`, by name; default the first), started from the state that stage begins with, after
+ONE untimed step of every earlier stage (`stage_state`).
 
 What a report holds (`None` where unknown):
 - `compile_s`: lower + compile seconds. With a persistent compilation cache on (tests), this is
@@ -33,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mlsup_jax.core import mesh as mesh_lib
-from mlsup_jax.core.run_setup import RunSetup
+from mlsup_jax.core.run_setup import RunSetup, enter_stage
 from mlsup_jax.core.state import TrainState
 
 PMAP_AXIS = "batch"
@@ -150,27 +152,61 @@ def _step_keys(rng, count: int):
   return [jax.random.fold_in(rng, i) for i in range(count)]
 
 
+def stage_index(setup: RunSetup, stage: str | None) -> int:
+  """The index of the stage named `stage` in `setup.stages`; None = the first."""
+  if stage is None:
+    return 0
+  names = [s.name for s in setup.stages]
+  if stage not in names:
+    raise ValueError(f"Unknown stage {stage!r}; this method's stages are {names}.")
+  return names.index(stage)
+
+
+def stage_state(setup: RunSetup, index: int, batch):
+  """The state `setup.stages[index]` starts from, after one step of every earlier stage.
+
+  The earlier steps (untimed) make what those stages accumulate real: TEND's margin stage fixes
+  its centre at Σc / count of the centre stage, which is 0 / 0 before any centre step.
+  """
+  state = setup.create_state(0)
+  for i in range(index):
+    _, shardings = setup.state_shardings(i)
+    rng = jax.device_put(setup.train_rng, setup.replicated)
+    state, _ = setup.compile_step(setup.stages[i], shardings)(state, batch, rng)
+    _, shardings = setup.state_shardings(i + 1)
+    enter = jax.jit(enter_stage, static_argnums=1, out_shardings=shardings)
+    state = enter(state, setup.stages[i + 1])
+  return state
+
+
 def benchmark_config(
-  config: ml_collections.ConfigDict, *, warmup: int = 3, iters: int = 10, devices=None
+  config: ml_collections.ConfigDict,
+  *,
+  warmup: int = 3,
+  iters: int = 10,
+  devices=None,
+  stage: str | None = None,
 ) -> dict:
-  """Benchmarks the first stage's production step: `jax.jit`, sharded over the mesh, donating.
+  """Benchmarks one stage's production step: `jax.jit`, sharded over the mesh, donating.
 
   Args:
     config: any method config.
     warmup: untimed steps after compilation.
     iters: timed steps (at least 1).
     devices: devices of the mesh; defaults to all.
+    stage: name of the stage whose step is timed; None = the first.
 
   Returns:
-    The report dict (module docstring), with `leg="jit"` and `input_shapes`.
+    The report dict (module docstring), with `leg="jit"`, `stage` and `input_shapes`.
   """
   if iters < 1:
     raise ValueError(f"iters={iters} must be ≥ 1.")
   setup = RunSetup(config, devices)
-  stage = setup.stages[0]
-  _, shardings = setup.state_shardings(0)
-  state = setup.create_state(0)
+  index = stage_index(setup, stage)
+  stage = setup.stages[index]
+  _, shardings = setup.state_shardings(index)
   batch = mesh_lib.global_batch(setup.example_local, setup.mesh)
+  state = stage_state(setup, index, batch)
   keys = [jax.device_put(k, setup.replicated) for k in _step_keys(setup.train_rng, warmup + iters)]
   start = time.perf_counter()
   compiled = setup.compile_step(stage, shardings).lower(state, batch, keys[0]).compile()
@@ -189,6 +225,7 @@ def benchmark_config(
     memory=memory_stats(compiled),
     note=f"stage {stage.name!r}; NamedSharding over mesh {dict(setup.mesh.shape)}",
   )
+  report["stage"] = stage.name
   report["input_shapes"] = {k: list(v.shape) for k, v in batch.items()}
   return report
 
@@ -245,22 +282,30 @@ def pmap_step(train_step):
 
 
 def benchmark_pmap_leg(
-  config: ml_collections.ConfigDict, *, warmup: int = 3, iters: int = 10, devices=None
+  config: ml_collections.ConfigDict,
+  *,
+  warmup: int = 3,
+  iters: int = 10,
+  devices=None,
+  stage: str | None = None,
 ) -> dict:
-  """Benchmarks the first stage's step under `jax.pmap` (comparison leg only; DESIGN §3).
+  """Benchmarks one stage's step under `jax.pmap` (comparison leg only; DESIGN §3).
 
   The state is replicated (stacked on a leading device axis), the global batch is reshaped to
   `[n_devices, per_device, ...]` and placed once; see `pmap_step` for the semantics.
-  Single-process only (the leg is a comparison on one host).
+  Single-process only (the leg is a comparison on one host). `stage` as `benchmark_config`.
   """
   if iters < 1:
     raise ValueError(f"iters={iters} must be ≥ 1.")
   setup = RunSetup(config, devices)
   devices = list(setup.mesh.devices.flat)
   n = len(devices)
-  stage = setup.stages[0]
+  index = stage_index(setup, stage)
+  stage = setup.stages[index]
   sharding = NamedSharding(Mesh(np.asarray(devices), (PMAP_AXIS,)), P(PMAP_AXIS))
-  host_state = jax.device_get(setup.create_state(0))
+  global_batch = mesh_lib.global_batch(setup.example_local, setup.mesh)
+  host_state = jax.device_get(stage_state(setup, index, global_batch))
+  del global_batch
   state = jax.device_put(jax.tree.map(lambda x: np.stack([x] * n), host_state), sharding)
   state = _as_pmean_state(state)
   local = setup.example_local
@@ -290,6 +335,8 @@ def benchmark_pmap_leg(
     times=times,
     flops_per_device=xla_flops(compiled),
     memory=memory_stats(compiled),
-    note="pmap: per-device BatchNorm statistics and batch losses; grads pmean-ed",
+    note=f"stage {stage.name!r}; pmap: per-device BatchNorm statistics and batch losses; "
+    "grads pmean-ed",
   )
+  report["stage"] = stage.name
   return report

@@ -3,11 +3,17 @@ r"""Benchmarks one config's train step and records the results.
   python -m benchmarks.run --config=configs/scunet.py:smoke --out=benchmarks/results
   python -m benchmarks.run --config=configs/scunet.py --iters=5 --nopmap \
       --config.data.batch_size=64
+  python -m benchmarks.run --config=configs/tend.py --stage=margin
+
+`--stage` picks the stage whose step is timed (default: the method's first), e.g. TEND's
+`autoencoder` / `margin`, CVAD's `cvae` / `discriminator`; its state is the one the stage starts
+from (`harness.stage_state`). The results key is the config name, then `stage=<name>` when given.
 
 Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
 `<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
-(`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX and U-Net of `benchmarks/torch_*.py`;
-skipped for other models and when PyTorch is not installed: `pip install -e .[bench]`).
+(`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net and the TEND / CVAD stages of
+`benchmarks/torch_*.py`; skipped for other models and when PyTorch is not installed:
+`pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
 """
 
@@ -17,7 +23,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks import harness, report, torch_kmax, torch_scunet
+from benchmarks import harness, report, torch_anomaly, torch_kmax, torch_scunet
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
 _OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
@@ -25,7 +31,10 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 _ITERS = flags.DEFINE_integer("iters", 10, "Timed steps.")
 _PMAP = flags.DEFINE_bool("pmap", True, "Also time the jax.pmap comparison leg.")
 _TORCH = flags.DEFINE_bool(
-  "torch", True, "Also time the PyTorch leg (SCU-Net, MaxQuery/kMaX and U-Net configs)."
+  "torch", True, "Also time the PyTorch leg (SCU-Net, MaxQuery/kMaX, U-Net, TEND and CVAD)."
+)
+_STAGE = flags.DEFINE_string(
+  "stage", None, "Name of the stage whose train step is timed; default: the method's first."
 )
 _NOTE = flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
 flags.mark_flags_as_required(["config"])
@@ -36,25 +45,34 @@ def config_name() -> str:
   flag = flags.FLAGS["config"]
   name = os.path.basename(config_flags.get_config_filename(flag))
   overrides = config_flags.get_override_values(flag)
-  return name + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
+  stage = "" if _STAGE.value is None else f" stage={_STAGE.value}"
+  return name + stage + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
 
 
-# `config.model.name` → `benchmark(config, batch, warmup, iters, device, image_shape)`.
+# `config.model.name`, or `<config.method>/<stage>` for methods whose stages train different
+# networks → `benchmark(config, batch, warmup, iters, device, image_shape)`.
 TORCH_BENCHMARKS = {
   "kmax": torch_kmax.benchmark_torch_kmax,
   "unet": torch_kmax.benchmark_torch_unet,
+  "tend/autoencoder": torch_anomaly.benchmark_torch_tend_autoencoder,
+  "tend/margin": torch_anomaly.benchmark_torch_tend_margin,
+  "cvad/cvae": torch_anomaly.benchmark_torch_cvad_cvae,
+  "cvad/discriminator": torch_anomaly.benchmark_torch_cvad_discriminator,
 }
 
 
 def torch_leg(config, jit_report: dict, warmup: int, iters: int) -> dict:
   """The PyTorch network at the jit leg's batch shape, on the GPU when JAX has one."""
-  benchmark = TORCH_BENCHMARKS.get(config.model.name)
+  model_name = config.model.get("name")
+  benchmark = TORCH_BENCHMARKS.get(f"{config.method}/{jit_report.get('stage')}")
+  benchmark = benchmark or TORCH_BENCHMARKS.get(model_name)
   if benchmark is not None:
     device = "cuda" if jax.default_backend() == "gpu" else "cpu"
     image_shape = jit_report["input_shapes"]["image"][1:]  # [*S, C].
     return benchmark(config, jit_report["batch_size"], warmup, iters, device, image_shape)
-  if config.model.name != "scunet":
-    return {"leg": "torch", "skipped": f"no PyTorch implementation of {config.model.name!r}"}
+  if model_name != "scunet":
+    what = model_name or f"{config.method}/{jit_report.get('stage')}"
+    return {"leg": "torch", "skipped": f"no PyTorch implementation of {what!r}"}
   batch, height, width, channels = jit_report["input_shapes"]["image"]
   batch = jit_report["batch_size"]
   if height != width or channels != 3:
@@ -67,9 +85,10 @@ def main(argv):
   del argv
   config = _CONFIG.value
   load_start = os.getloadavg()
-  legs = {"jit": harness.benchmark_config(config, warmup=_WARMUP.value, iters=_ITERS.value)}
+  timing = {"warmup": _WARMUP.value, "iters": _ITERS.value, "stage": _STAGE.value}
+  legs = {"jit": harness.benchmark_config(config, **timing)}
   if _PMAP.value:
-    legs["pmap"] = harness.benchmark_pmap_leg(config, warmup=_WARMUP.value, iters=_ITERS.value)
+    legs["pmap"] = harness.benchmark_pmap_leg(config, **timing)
   if _TORCH.value:
     legs["torch"] = torch_leg(config, legs["jit"], _WARMUP.value, _ITERS.value)
   path = report.write_results(

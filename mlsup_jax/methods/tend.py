@@ -64,6 +64,11 @@ class TendMethod:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     m, t = config.model, config.train
+    if t.centre_steps < 1:
+      raise ValueError(
+        f"train.centre_steps must be ≥ 1 (the centre is the mean feature of the images seen in "
+        f"that stage), got {t.centre_steps}."
+      )
     dtype = jnp.dtype(m.dtype)
     self.autoencoder = AutoEncoder(
       base_width=m.base_width, depth=m.depth, use_norm=m.use_norm, dtype=dtype
