@@ -398,10 +398,16 @@ def test_grain_transforms_from_the_registry():
   assert isinstance(unseen, D.UnseenTransform) and unseen.name == "random_cut"
   for transform in (tend, unseen):
     assert isinstance(transform, grain.transforms.RandomMap)
-  # Configs without the fields get the defaults (RSNA preset; unseen transform drawn per call).
+  # Defaults live in the configs: a config without the field names it.
   empty = ml_collections.ConfigDict()
-  assert TRANSFORMS.get("tend_distortion")(empty).preset == "rsna"
-  assert TRANSFORMS.get("unseen_transform")(empty).name is None
+  with pytest.raises(AttributeError, match="distortion_preset"):
+    TRANSFORMS.get("tend_distortion")(empty)
+  with pytest.raises(AttributeError, match="unseen_transform"):
+    TRANSFORMS.get("unseen_transform")(empty)
+  assert (
+    TRANSFORMS.get("unseen_transform")(ml_collections.ConfigDict({"unseen_transform": None})).name
+    is None
+  )
 
   image = _radiograph(32, channels=1)
   examples = [{"image": image + 0.01 * i, "label": np.int32(i)} for i in range(6)]
