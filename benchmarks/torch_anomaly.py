@@ -24,8 +24,6 @@ decay of `optimizer.name == "adam"` (optax `add_decayed_weights` → `adam`), `A
 
 from __future__ import annotations
 
-import os
-import statistics
 import time
 from collections.abc import Callable, Sequence
 
@@ -37,6 +35,7 @@ from benchmarks.torch_anomaly_models import (
   count_parameters,
 )
 from benchmarks.torch_kmax import _import_torch
+from benchmarks.torch_report import torch_report
 
 __all__ = [
   "build_cascade_vae",
@@ -231,30 +230,17 @@ def _benchmark(config, make_step, batch, warmup, iters, device, image_shape) -> 
       torch.cuda.synchronize(dev)
     if i >= warmup:
       times.append(time.perf_counter() - start)
-  median = statistics.median(times)
-  return {
-    "leg": "torch",
-    "device_kind": torch.cuda.get_device_name(dev) if cuda else "cpu",
-    "platform": dev.type,
-    "device_count": 1,
-    "dtype": "float32",
-    "batch_size": batch,
-    "compile_s": None,
-    "warmup": warmup,
-    "iters": iters,
-    "step_ms_min": 1e3 * min(times),
-    "step_ms_median": 1e3 * median,
-    "examples_per_s": batch / median,
-    "flops_per_step": None,
-    "tflops_per_s": None,
-    "mfu": None,
-    "memory": {"peak_bytes": int(torch.cuda.max_memory_allocated(dev)) if cuda else None},
-    "note": (
-      f"eager PyTorch {torch.__version__}, NCHW, {torch.get_num_threads()} CPU threads, "
-      f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}"
-    ),
-    "parameters": count_parameters(model),  # Of the network this step trains.
-  }
+  return torch_report(
+    torch,
+    dev,
+    times=times,
+    batch=batch,
+    warmup=warmup,
+    iters=iters,
+    dtype="float32",
+    layout="NCHW",
+    parameters=count_parameters(model),
+  )
 
 
 def benchmark_torch_tend_autoencoder(

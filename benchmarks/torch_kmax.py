@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import sys
 import time
 from collections.abc import Sequence
 
 from benchmarks.torch_kmax_losses import deep_supervision, weighted_sum
 from benchmarks.torch_kmax_models import build_kmax, build_unet, count_parameters
+from benchmarks.torch_report import torch_report
 
 
 def _image_shape(config, image_shape: Sequence[int] | None) -> tuple[int, ...]:
@@ -96,31 +96,17 @@ def _benchmark(config, build, loss_fn, batch, warmup, iters, device, image_shape
       torch.cuda.synchronize(dev)
     if i >= warmup:
       times.append(time.perf_counter() - start)
-  median = statistics.median(times)
-  layout = "NCHW" if len(spatial) == 2 else "NCDHW"
-  return {
-    "leg": "torch",
-    "device_kind": torch.cuda.get_device_name(dev) if cuda else "cpu",
-    "platform": dev.type,
-    "device_count": 1,
-    "dtype": dtype,
-    "batch_size": batch,
-    "compile_s": None,
-    "warmup": warmup,
-    "iters": iters,
-    "step_ms_min": 1e3 * min(times),
-    "step_ms_median": 1e3 * median,
-    "examples_per_s": batch / median,
-    "flops_per_step": None,
-    "tflops_per_s": None,
-    "mfu": None,
-    "memory": {"peak_bytes": int(torch.cuda.max_memory_allocated(dev)) if cuda else None},
-    "note": (
-      f"eager PyTorch {torch.__version__}, {layout}, {torch.get_num_threads()} CPU threads, "
-      f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}"
-    ),
-    "parameters": count_parameters(model),
-  }
+  return torch_report(
+    torch,
+    dev,
+    times=times,
+    batch=batch,
+    warmup=warmup,
+    iters=iters,
+    dtype=dtype,
+    layout="NCHW" if len(spatial) == 2 else "NCDHW",
+    parameters=count_parameters(model),
+  )
 
 
 def benchmark_torch_kmax(

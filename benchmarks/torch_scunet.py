@@ -26,8 +26,9 @@ probabilities, smooth 1) backward, AdamW(lr 1e-3, weight decay 0.01) step. PyTor
 
 from __future__ import annotations
 
-import statistics
 import time
+
+from benchmarks.torch_report import torch_report
 
 
 def build_scunet(in_channels: int = 3, num_classes: int = 1, dropout_rate: float = 0.5):
@@ -166,24 +167,14 @@ def benchmark_torch_scunet(
       torch.cuda.synchronize(dev)
     if i >= warmup:
       times.append(time.perf_counter() - start)
-  median = statistics.median(times)
-  return {
-    "leg": "torch",
-    "device_kind": torch.cuda.get_device_name(dev) if cuda else "cpu",
-    "platform": dev.type,
-    "device_count": 1,
-    "dtype": "float32",
-    "batch_size": batch,
-    "compile_s": None,
-    "warmup": warmup,
-    "iters": iters,
-    "step_ms_min": 1e3 * min(times),
-    "step_ms_median": 1e3 * median,
-    "examples_per_s": batch / median,
-    "flops_per_step": None,
-    "tflops_per_s": None,
-    "mfu": None,
-    "memory": {"peak_bytes": int(torch.cuda.max_memory_allocated(dev)) if cuda else None},
-    "note": f"eager PyTorch {torch.__version__}, NCHW, {torch.get_num_threads()} CPU threads",
-    "parameters": count_parameters(model),
-  }
+  return torch_report(
+    torch,
+    dev,
+    times=times,
+    batch=batch,
+    warmup=warmup,
+    iters=iters,
+    dtype="float32",
+    layout="NCHW",
+    parameters=count_parameters(model),
+  )
