@@ -43,14 +43,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "dtype": "float32",
     }
   )
+  # BCE label smoothing ε (targets ε/2, 1 − ε/2): 0 in the thesis and the authors' code.
+  bce = ml_collections.ConfigDict({"label_smoothing": 0.0})
   config.loss = ml_collections.ConfigDict(
     {
       "autoencoder": {"terms": ("reconstruction_mse",), "weights": (1.0,)},
       # Warm-up: BCE only; then L_cls + L_mrg with unit weights (thesis L2926–2932).
-      "warmup": {"terms": ("classification_bce",), "weights": (1.0,)},
+      "warmup": {
+        "terms": ("classification_bce",),
+        "weights": (1.0,),
+        "classification_bce": {"label_smoothing": bce.get_ref("label_smoothing")},
+      },
       "classifier": {
         "terms": ("classification_bce", "tend_margin"),
         "weights": (1.0, 1.0),
+        "classification_bce": {"label_smoothing": bce.get_ref("label_smoothing")},
         "tend_margin": {"margin": config.model.get_ref("margin")},
       },
     }

@@ -306,21 +306,24 @@ def reconstruction_mse(*, outputs: dict, batch: dict):
   return loss, {"reconstruction_mse": loss}
 
 
-def classification_bce(*, outputs: dict, batch: dict):
+def classification_bce(*, outputs: dict, batch: dict, label_smoothing: float = 0.0):
   """TEND's classifier loss (Eq. 4.2 with its minus sign): BCE of `logit` vs `label`.
 
   Args:
     outputs: `logit: [B]`.
     batch: `label: [B]`, 0 = original, 1 = transformed; optional `valid: [B]`.
+    label_smoothing: ε; targets become ε/2 and 1 − ε/2 so the logits stay finite (a
+      classifier that separates the distortions perfectly otherwise drives p to exactly 0/1).
 
   Returns:
     `(loss, {"classification_bce", "classification_accuracy"})`.
   """
   logits = outputs["logit"].astype(jnp.float32)
-  targets = batch["label"].astype(jnp.float32)
+  labels = batch["label"].astype(jnp.float32)
+  targets = labels * (1.0 - label_smoothing) + 0.5 * label_smoothing
   weights = example_weights(batch, logits.shape[0])
   loss = _weighted_mean(optax.sigmoid_binary_cross_entropy(logits, targets), weights)
-  accuracy = _weighted_mean(((logits > 0) == (targets > 0.5)).astype(jnp.float32), weights)
+  accuracy = _weighted_mean(((logits > 0) == (labels > 0.5)).astype(jnp.float32), weights)
   return loss, {"classification_bce": loss, "classification_accuracy": accuracy}
 
 

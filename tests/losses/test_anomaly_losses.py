@@ -81,6 +81,27 @@ def test_classification_bce_labels_originals_0_and_transformed_1():
   assert float(metrics["classification_accuracy"]) == 1.0
 
 
+def test_classification_bce_label_smoothing_moves_the_targets_and_the_optimum():
+  logits = np.array([-2.0, 1.0, 3.0, -1.0], np.float32)
+  labels = np.array([0, 0, 1, 1])
+  eps = 0.2
+  loss, metrics = anomaly.classification_bce(
+    outputs={"logit": logits}, batch={"label": labels}, label_smoothing=eps
+  )
+  targets = labels * (1 - eps) + eps / 2
+  assert float(loss) == pytest.approx(_np_bce(logits, targets), rel=1e-5)
+  assert float(metrics["classification_accuracy"]) == pytest.approx(0.5)  # vs the hard labels
+  # With smoothing the loss is minimised at the finite logit log((1 − ε/2) / (ε/2)), not at ∞.
+  grad = jax.grad(
+    lambda z: anomaly.classification_bce(
+      outputs={"logit": z}, batch={"label": np.array([1])}, label_smoothing=eps
+    )[0]
+  )
+  optimum = np.log((1 - eps / 2) / (eps / 2))
+  assert abs(float(grad(jnp.array([optimum], jnp.float32))[0])) < 1e-6
+  assert float(grad(jnp.array([optimum + 5.0], jnp.float32))[0]) > 0
+
+
 def test_squared_distance_sums_over_the_feature_dims():
   features = _rng(2).normal(size=(4, 7)).astype(np.float32)
   centre = _rng(3).normal(size=(7,)).astype(np.float32)
