@@ -62,6 +62,8 @@ METHODS = Registry(
     "tend": "mlsup_jax.methods.tend:TendMethod",
     "cvad": "mlsup_jax.methods.cvad:CvadMethod",
     "reconstruction_detector": "mlsup_jax.methods.reconstruction_detector:ReconstructionDetector",
+    "mcpm": "mlsup_jax.methods.mcpm:McpmMethod",
+    "pint": "mlsup_jax.methods.pint:PintMethod",
   },
 )
 
@@ -81,6 +83,7 @@ DATASETS = Registry(
     "ood_split": "mlsup_jax.data.ood_splits:OodSplitSource",
     "image_class_folder": "mlsup_jax.data.readers.class_folder:ImageClassFolderSource",
     "pydicom_examples": "mlsup_jax.data.readers.pydicom_examples:PydicomExamplesSource",
+    "noisy_labels": "mlsup_jax.data.corruption:NoisyLabelSource",
   },
 )
 

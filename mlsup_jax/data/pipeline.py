@@ -4,6 +4,15 @@ Training: source → per-process slice → validation → shuffle (seeded, re-sh
 repeat forever → transforms (seeded per example) → batch. The iterator's state is a small dict
 saved with every checkpoint, so a resumed run continues with the very next batch.
 
+Extra streams (`config.data.streams`, optional): methods that need a second data set next to the
+training one (MCPM / MW-Net's clean meta set) name it there, `streams.<name> = <source config>`.
+Each stream goes through the same steps as `train_source` (validation, its own seeded shuffle and
+endless cycle, the same `train_transforms` with its own seeds) and is zipped example by example
+into the training stream: the n-th training example carries the n-th example of every stream
+under `example[<name>]`, so a batch is `{"image": [B, …], "label": [B, …], …, "<name>": {"image":
+[B, …], …}}` — the same batch size, sharded along the same axis. The zip is by position, so the
+iterator's checkpointed state is unchanged and a resumed run sees the same pairs.
+
 Evaluation: a finite pass in order; the last batch is padded to full size and carries
 `valid: [B]` (1 for real examples, 0 for padding) so the eval step never recompiles.
 """
@@ -83,16 +92,51 @@ def _validated(source, source_config, data_config) -> grain.MapDataset:
   )
 
 
-def train_dataset(data_config: ml_collections.ConfigDict) -> grain.MapDataset:
-  """The infinite, shuffled, augmented, batched training `MapDataset` for this process."""
-  source = build_source(data_config.train_source)
-  dataset = _validated(source, data_config.train_source, data_config)
-  dataset = dataset.shuffle(seed=data_config.seed).repeat(None)
+def _endless(source_config, data_config, seed: int) -> grain.MapDataset:
+  """Validated, shuffled (`seed`), endlessly repeated and augmented (`seed + 1`) examples."""
+  source = build_source(source_config)
+  dataset = _validated(source, source_config, data_config)
+  dataset = dataset.shuffle(seed=seed).repeat(None)
   for transform in _transforms(data_config.train_transforms, data_config):
     if isinstance(transform, grain.transforms.RandomMap):
-      dataset = dataset.random_map(transform, seed=data_config.seed + 1)
+      dataset = dataset.random_map(transform, seed=seed + 1)
     else:
       dataset = dataset.map(transform)
+  return dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class _ZipStream(grain.transforms.MapWithIndex):
+  """Adds example `index` of an endless stream to the training example at position `index`."""
+
+  name: str
+  stream: grain.MapDataset
+
+  def map_with_index(self, index: int, example):
+    if self.name in example:
+      raise DataError(
+        f"Stream {self.name!r} collides with the training examples' key {self.name!r}; rename "
+        "the stream in config.data.streams."
+      )
+    return {**example, self.name: self.stream[index]}
+
+
+def _stream_seed(seed: int, position: int) -> int:
+  """A seed for the `position`-th extra stream, independent of the training stream's."""
+  return int(np.random.SeedSequence([seed, position + 1]).generate_state(1)[0] >> 1)
+
+
+def train_dataset(data_config: ml_collections.ConfigDict) -> grain.MapDataset:
+  """The infinite, shuffled, augmented, batched training `MapDataset` for this process.
+
+  With `data_config.streams`, every example also carries one example of each stream (module
+  docstring).
+  """
+  dataset = _endless(data_config.train_source, data_config, data_config.seed)
+  streams = data_config.streams if "streams" in data_config else {}
+  for position, name in enumerate(sorted(streams.keys())):
+    stream = _endless(streams[name], data_config, _stream_seed(data_config.seed, position))
+    dataset = dataset.map_with_index(_ZipStream(name, stream))
   return dataset.batch(_local_batch_size(data_config.batch_size), drop_remainder=True)
 
 

@@ -1,0 +1,43 @@
+"""Per-pixel consistency losses between a student's logits and a teacher's probabilities.
+
+Unreduced, like `losses/pixel_maps.py`: `loss(*, logits, target_probs) -> [B, *S]`. Class
+probabilities follow the library convention (`losses/segmentation.py`): one output channel is a
+sigmoid, read here as the two classes `[1 − σ, σ]`; K > 1 channels are a softmax.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def class_probabilities(logits: jax.Array) -> jax.Array:
+  """`logits: [..., K]` → class probabilities `[..., max(K, 2)]` (K = 1: `[1 − σ, σ]`)."""
+  if logits.shape[-1] == 1:
+    p = jax.nn.sigmoid(logits)
+    return jnp.concatenate([1.0 - p, p], axis=-1)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def probability_mse(*, logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+  """Per-pixel squared distance `‖p(logits) − target‖²` between probability vectors.
+
+  The sum over classes (PINT's `L_mse(f_v, ŷ_v) = ‖f_v − ŷ_v‖²`); UA-MT's softmax-MSE averages
+  the same squares over the K classes instead, i.e. it is this map divided by K. The target is
+  treated as a constant (no gradient flows into it).
+
+  Args:
+    logits: `[B, *S, K]` student logits.
+    target_probs: `[B, *S, max(K, 2)]` teacher probabilities (`class_probabilities` layout).
+
+  Returns:
+    `[B, *S]` values in `[0, 2]`.
+  """
+  probs = class_probabilities(logits)
+  if probs.shape != target_probs.shape:
+    raise ValueError(
+      f"Student probabilities {probs.shape} and teacher probabilities {target_probs.shape} "
+      "differ in shape."
+    )
+  diff = probs - jax.lax.stop_gradient(target_probs).astype(probs.dtype)
+  return jnp.sum(diff * diff, axis=-1)

@@ -1,0 +1,293 @@
+"""MCPM (meta corrupted pixels mining; Wang et al., MICCAI 2020) and MW-Net (Shu et al., 2019).
+
+A segmentation network W is trained on noisily labelled images with a weight per pixel (MCPM)
+or per image (MW-Net) that a meta network Θ computes from the training loss; Θ is trained so that
+a step on the weighted noisy loss lowers the loss on a small clean meta set (spec seeds §2).
+Every train step, inside one jitted function:
+
+1. virtual step  `W'(Θ) = W − α ∇_W mean(R_Θ(ℓ(W)) · ℓ(W))` on the noisy batch;
+2. meta update   `Θ ← MetaOpt(Θ, ∇_Θ L_meta(W'(Θ)))` on the clean meta batch — one `jax.grad`
+   of the meta loss *through* the virtual step (second order; `meta_objective` is the pure
+   function of Θ it differentiates);
+3. real step     `W ← Opt(W, ∇_W mean(R_Θnew(ℓ(W)) · ℓ(W)))` with the new weights detached.
+
+`config.meta.weighting` picks the weighting, the only difference between the methods:
+
+* `"pixel"` (MCPM): `R = MetaMaskNet(ℓ map [, image])`, one weight per pixel (`nn/meta.py`);
+* `"image"` (MW-Net): `R_i = MetaWeightNet(mean_xy ℓ_i)`, one weight per image, broadcast;
+* `"none"`: `R = 1` and no meta update — plain training on the noisy labels, the baseline
+  evaluated by the same code.
+
+Choices (the paper is silent; MW-Net's code where it has one, spec §2):
+
+* `ℓ`: a per-pixel loss chosen by name (`config.meta.pixel_loss`, default cross-entropy,
+  `losses/pixel_maps.py`). The loss map is detached as the meta network's input, and R is not
+  normalised by its sum (MW-Net).
+* `α` (`config.meta.inner_lr`): 0 means the segmentation optimizer's current learning rate
+  (MW-Net's choice); the virtual step is plain SGD (no momentum or weight decay), as MW-Net's
+  `update_params`.
+* Meta loss: the `config.loss` terms (chosen by name) on the clean meta batch; default plain
+  cross-entropy (MW-Net). Meta optimizer `config.meta.optimizer` (MW-Net: Adam 1e-3, L2 1e-4).
+* `config.meta.meta_every = k`: Θ is updated on steps with `step % k == 0` only, through
+  `lax.cond` (both branches are compiled once into the one step; at run time only the taken one
+  executes, so the step costs about a plain step between meta updates). The real step always uses
+  the latest Θ. k = 1 builds no cond.
+* `config.meta.remat`: `jax.checkpoint` around the virtual step, so the meta backward pass
+  recomputes the inner forward/backward instead of keeping their activations (memory ↓, about one
+  more inner pass of compute); the result is unchanged.
+
+Data: the clean meta examples arrive in the same batch as `batch["meta"]` (a sub-batch of the
+same size), from `config.data.streams.meta` (`data/pipeline.py`); typically both streams are
+roles of one `noisy_labels` source (`data/corruption.py`), which keeps them disjoint.
+Carried state: `extra = {meta_params, meta_opt_state, meta_loss}` (the last meta loss, logged
+between meta updates).
+
+Evaluation (clean labels): per foreground class, the mean over cases of Dice, IoU, HD95 and ASD
+(`metrics/segmentation.py`; cases where the class is absent from both prediction and label are
+skipped), averaged over classes as `dice`, `iou`, `hd95`, `asd`; `miou` is the mean IoU over all
+classes, background included (the paper's mIoU).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from mlsup_jax import losses
+from mlsup_jax.core.method import Stage
+from mlsup_jax.core.optimizers import build_optimizer, learning_rate_schedule
+from mlsup_jax.core.registry import MODELS
+from mlsup_jax.core.state import TrainState
+from mlsup_jax.losses.pixel_maps import PIXEL_LOSSES, weighted_mean
+from mlsup_jax.metrics import segmentation
+from mlsup_jax.nn.meta import MetaMaskNet, MetaWeightNet
+
+WEIGHTINGS = ("pixel", "image", "none")
+META_STREAM = "meta"
+
+
+class McpmMethod:
+  """One stage: bilevel re-weighted training of a segmentation network on noisy labels."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    m, meta = config.model, config.meta
+    if meta.weighting not in WEIGHTINGS:
+      raise ValueError(f"Unknown meta.weighting {meta.weighting!r}; expected one of {WEIGHTINGS}.")
+    if int(meta.meta_every) < 1:
+      raise ValueError(f"meta.meta_every must be ≥ 1, got {meta.meta_every}.")
+    dtype = jnp.dtype(m.dtype)
+    self.spatial_dims = config.data.spatial_dims
+    self.model = MODELS.get(m.name)(
+      num_classes=m.num_classes,
+      features=tuple(m.backbone_features),
+      spatial_dims=self.spatial_dims,
+      dropout_rate=m.dropout_rate,
+      dtype=dtype,
+    )
+    self.meta_model = None
+    if meta.weighting == "pixel":
+      self.meta_model = MetaMaskNet(
+        features=tuple(meta.features),
+        kernel_size=meta.kernel_size,
+        spatial_dims=self.spatial_dims,
+        dtype=dtype,
+      )
+    elif meta.weighting == "image":
+      self.meta_model = MetaWeightNet(hidden=meta.hidden, dtype=dtype)
+    self.pixel_loss = PIXEL_LOSSES.get(meta.pixel_loss)
+    num_steps = config.train.num_steps
+    self.optimizer = build_optimizer(config.optimizer, num_steps)
+    self.schedule = learning_rate_schedule(config.optimizer, num_steps)
+    self.meta_optimizer = build_optimizer(meta.optimizer, num_steps)
+    self.stages = (Stage("train", num_steps, self.train_step, self.optimizer),)
+
+  # ------------------------------------------------------------------------------ networks
+
+  def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
+    seg_rng, meta_rng = jax.random.split(rng)
+    image = example_batch["image"]
+    params = self.model.init(seg_rng, image)["params"]
+    extra = {}
+    if self.meta_model is not None:
+      loss_map = jnp.zeros(image.shape[:-1], jnp.float32)
+      meta_params = self.meta_model.init(meta_rng, *self._meta_inputs(loss_map, image))["params"]
+      extra = {
+        "meta_params": meta_params,
+        "meta_opt_state": self.meta_optimizer.init(meta_params),
+        "meta_loss": jnp.zeros((), jnp.float32),
+      }
+    return TrainState.create(params=params, optimizer=self.optimizer, extra=extra)
+
+  def logits(self, params, image: jax.Array, rng: jax.Array) -> jax.Array:
+    """`image: [B, *S, C]` → logits `[B, *S, K]` in training mode (dropout from `rng`)."""
+    return self.model.apply({"params": params}, image, deterministic=False, rngs={"dropout": rng})
+
+  def _meta_inputs(self, loss_map: jax.Array, image: jax.Array) -> tuple:
+    if self.config.meta.weighting == "image":
+      return (jnp.mean(loss_map.reshape(loss_map.shape[0], -1), axis=1),)
+    return (loss_map, image if self.config.meta.use_image else None)
+
+  def weights(self, meta_params, loss_map: jax.Array, image: jax.Array) -> jax.Array:
+    """Weights `[B, *S]` in [0, 1] of the pixels of `loss_map: [B, *S]` (`image: [B, *S, C]`).
+
+    The loss map is detached: the weights depend on Θ only, never on W through ℓ.
+    """
+    if self.meta_model is None:
+      return jnp.ones_like(loss_map)
+    loss_map = jax.lax.stop_gradient(loss_map)
+    weights = self.meta_model.apply({"params": meta_params}, *self._meta_inputs(loss_map, image))
+    if self.config.meta.weighting == "image":  # [B] → every pixel of the image.
+      weights = jnp.broadcast_to(weights.reshape((-1,) + (1,) * self.spatial_dims), loss_map.shape)
+    return weights
+
+  # ------------------------------------------------------------------------- the objectives
+
+  def weighted_loss(self, params, meta_params, batch: dict, rng: jax.Array):
+    """`mean(R_Θ · ℓ(W))` on the noisy batch → `(loss, (loss_map [B, *S], weights [B, *S]))`."""
+    logits = self.logits(params, batch["image"], rng)
+    loss_map = self.pixel_loss(
+      logits=logits, labels=batch["label"], **self.config.meta.pixel_loss_hparams.to_dict()
+    )
+    weights = self.weights(meta_params, loss_map, batch["image"])
+    return weighted_mean(loss_map, weights), (loss_map, weights)
+
+  def virtual_params(self, meta_params, params, batch: dict, inner_lr: jax.Array, rng: jax.Array):
+    """`W'(Θ) = W − α ∇_W mean(R_Θ · ℓ(W))`: one plain SGD step, a pure function of Θ."""
+    grads = jax.grad(lambda p: self.weighted_loss(p, meta_params, batch, rng)[0])(params)
+    return jax.tree.map(lambda w, g: w - inner_lr.astype(g.dtype) * g, params, grads)
+
+  def meta_objective(self, meta_params, params, batch: dict, inner_lr: jax.Array, rng: jax.Array):
+    """`L_meta(W'(Θ))` on the clean meta batch `batch["meta"]` → `(loss, metrics)`."""
+    if META_STREAM not in batch:
+      raise KeyError(
+        f"MCPM / MW-Net need the clean meta examples as batch[{META_STREAM!r}]: set "
+        f"config.data.streams.{META_STREAM} to the clean source (got keys {sorted(batch)})."
+      )
+    virtual_rng, meta_rng = jax.random.split(rng)
+    virtual = jax.checkpoint(self.virtual_params) if self.config.meta.remat else self.virtual_params
+    new_params = virtual(meta_params, params, batch, inner_lr, virtual_rng)
+    meta_batch = batch[META_STREAM]
+    logits = self.logits(new_params, meta_batch["image"], meta_rng)
+    return losses.weighted_sum(self.config.loss, outputs={"logits": logits}, batch=meta_batch)
+
+  def meta_gradient(self, meta_params, params, batch: dict, inner_lr: jax.Array, rng: jax.Array):
+    """`(meta loss, ∇_Θ meta loss)`: one `jax.grad` through the virtual step."""
+    (loss, _), grads = jax.value_and_grad(self.meta_objective, has_aux=True)(
+      meta_params, params, batch, inner_lr, rng
+    )
+    return loss, grads
+
+  def inner_lr(self, step: jax.Array) -> jax.Array:
+    """α: `config.meta.inner_lr`, or the optimizer's current learning rate when it is 0."""
+    if self.config.meta.inner_lr > 0:
+      return jnp.asarray(self.config.meta.inner_lr, jnp.float32)
+    return jnp.asarray(self.schedule(step), jnp.float32)
+
+  # ----------------------------------------------------------------------------------- steps
+
+  def meta_update(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
+    """Step 2: the new `extra` (meta params, meta optimizer state, meta loss)."""
+    extra = state.extra
+    loss, grads = self.meta_gradient(
+      extra["meta_params"], state.params, batch, self.inner_lr(state.step), rng
+    )
+    updates, opt_state = self.meta_optimizer.update(
+      grads, extra["meta_opt_state"], extra["meta_params"]
+    )
+    return {
+      "meta_params": optax.apply_updates(extra["meta_params"], updates),
+      "meta_opt_state": opt_state,
+      "meta_loss": loss.astype(extra["meta_loss"].dtype),
+    }
+
+  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
+    """`batch: image [B, *S, C], label [B, *S], meta: {image, label}` → new state, metrics."""
+    meta_rng, real_rng = jax.random.split(rng)
+    extra, metrics = state.extra, {}
+    if self.meta_model is not None:
+      every = int(self.config.meta.meta_every)
+      if every == 1:
+        extra = self.meta_update(state, batch, meta_rng)
+      else:
+        extra = jax.lax.cond(
+          state.step % every == 0,
+          lambda: self.meta_update(state, batch, meta_rng),
+          lambda: state.extra,
+        )
+      metrics["meta_loss"] = extra["meta_loss"]
+    meta_params = extra.get("meta_params")
+    (loss, (loss_map, weights)), grads = jax.value_and_grad(self.weighted_loss, has_aux=True)(
+      state.params, meta_params, batch, real_rng
+    )
+    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, extra=extra)
+    metrics.update(
+      loss=loss,
+      cross_entropy=jnp.mean(loss_map),
+      weight_mean=jnp.mean(weights),
+      weight_min=jnp.min(weights),
+    )
+    if "clean_label" in batch:  # Diagnostics only: are corrupted pixels down-weighted?
+      wrong = (batch["label"] != batch["clean_label"]).astype(weights.dtype)
+      right = 1.0 - wrong
+      metrics["noisy_pixel_fraction"] = jnp.mean(wrong)
+      metrics["weight_noisy_pixels"] = jnp.sum(weights * wrong) / jnp.maximum(jnp.sum(wrong), 1)
+      metrics["weight_clean_pixels"] = jnp.sum(weights * right) / jnp.maximum(jnp.sum(right), 1)
+    return state, metrics
+
+  # ------------------------------------------------------------------------------ evaluation
+
+  def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
+    del rng  # Inference is deterministic.
+    logits = self.model.apply({"params": state.params}, batch["image"])
+    if logits.shape[-1] == 1:
+      pred = (logits[..., 0] > 0).astype(jnp.int32)
+    else:
+      pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return {"pred": pred, "label": batch["label"]}
+
+  def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
+    """Per-class overlap and surface metrics on the clean evaluation labels (module docstring)."""
+    del workdir  # No figures.
+    preds, labels = np.asarray(outputs["pred"]), np.asarray(outputs["label"])
+    num_classes = max(int(self.config.model.num_classes), 2)
+    names = (
+      tuple(self.config.data.class_names)
+      if "class_names" in self.config.data
+      else tuple(f"class{k}" for k in range(num_classes))
+    )
+    results, class_means = {}, {"dice": [], "iou": [], "hd95": [], "asd": []}
+    all_iou = []
+    for k in range(num_classes):
+      cases = [(p == k, t == k) for p, t in zip(preds, labels, strict=True)]
+      cases = [(p, t) for p, t in cases if p.any() or t.any()]
+      if not cases:
+        continue
+      all_iou.append(np.mean([segmentation.iou(p, t) for p, t in cases]))
+      if k == 0:
+        continue
+      per_case = {
+        "dice": [segmentation.dice(p, t) for p, t in cases],
+        "iou": [segmentation.iou(p, t) for p, t in cases],
+        "hd95": [segmentation.hd95(p, t) for p, t in cases],
+        "asd": [segmentation.asd(p, t) for p, t in cases],
+      }
+      for metric, values in per_case.items():
+        summary = segmentation.summarize(values)
+        results[f"{metric}/{names[k]}"] = summary["mean"]
+        if summary["n_inf"]:
+          results[f"{metric}/{names[k]}_num_inf"] = summary["n_inf"]
+        if np.isfinite(summary["mean"]):
+          class_means[metric].append(summary["mean"])
+    present = any(name.startswith("dice/") for name in results)
+    for metric, values in class_means.items():
+      if not present:  # No foreground anywhere: the both-empty convention (Dice 1, distance 0).
+        results[metric] = 1.0 if metric in ("dice", "iou") else 0.0
+      else:  # Surface distances of classes that are never both present are inf, not averaged.
+        results[metric] = float(np.mean(values)) if values else float("inf")
+    results["miou"] = float(np.mean(all_iou))
+    results["num_images"] = len(preds)
+    return {k: float(v) for k, v in results.items()}
