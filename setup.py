@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
   "numpy==2.4.6",
   "scipy==1.17.1",
   "scikit-learn==1.9.1",
+  "threadpoolctl==3.8.0",  # one BLAS thread for small eigh calls (ot/label_costs.py)
   "ott-jax==0.6.0",
   "tensorflow-datasets==4.9.10",
   "ml-collections==1.1.0",

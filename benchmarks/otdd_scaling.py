@@ -1,0 +1,164 @@
+r"""OTDD wall time vs samples per side (`mlsup_jax.ot.otdd`, dense costs, Gaussian label costs).
+
+  python -m benchmarks.otdd_scaling --sizes=1000,2000,5000,10000 --out=benchmarks/results
+  python -m benchmarks.otdd_scaling --sizes=10000,20000,40000 --classes=20 --dim=64  # GPU
+
+Data: two synthetic labelled sets of "embeddings" of norm `--feature_norm` (`--classes`
+Gaussian class centres shared by both sets, within-class noise, B shifted before
+normalisation); the ½-cost lies in [0, 2 · norm²] (0–18 at the default 3, so ε = 0.1 is
+1/180 of its range). Per size: one cold call (compilation
++ run), then `--repeats` warm calls of the whole `otdd()` (class statistics, Bures costs, the
+three Sinkhorn problems; the data stay on the host). Sinkhorn iterations depend on the data
+and ε, not only on n, so the report gives them and the time per iteration beside the wall
+time; the fitted exponents are least-squares slopes of log time vs log n.
+
+Writes one entry per size into `<out>/<device_kind>_x<count>.json` (`benchmarks/report.py`;
+"batch" = samples per side, "step ms" = one `otdd()` call, "compile s" = cold − median warm
+call, "peak MiB" = XLA's memory analysis of the A–B Sinkhorn program) and regenerates
+`<out>/RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import statistics
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from benchmarks import report
+from mlsup_jax.ot import SinkhornSettings, otdd
+from mlsup_jax.ot import outer_problem as outer_lib
+from mlsup_jax.ot.class_clouds import padded_size
+
+_SIZES = flags.DEFINE_list("sizes", ["1000", "2000", "5000", "10000"], "Samples per side.")
+_CLASSES = flags.DEFINE_integer("classes", 20, "Classes per dataset.")
+_DIM = flags.DEFINE_integer("dim", 64, "Feature dimension.")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Warm calls per size.")
+_NORM = flags.DEFINE_float("feature_norm", 3.0, "Norm of every feature vector.")
+_OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
+_NOTE = flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
+
+
+def synthetic_embeddings(
+  n: int, classes: int, dim: int, seed: int, shift: float = 0.0, norm: float = 1.0
+):
+  """`n` features `[n, dim]` float32 of norm `norm` in `classes` balanced classes, `[n]`."""
+  centres = np.random.default_rng(1234).normal(size=(classes, dim))  # Shared by A and B.
+  rng = np.random.default_rng(seed)
+  labels = np.arange(n) % classes
+  features = centres[labels] + 0.7 * rng.normal(size=(n, dim))
+  features[:, 0] += shift * np.sqrt(dim)
+  features *= norm / np.linalg.norm(features, axis=1, keepdims=True)
+  return features.astype(np.float32), labels
+
+
+def peak_bytes_of_cross_problem(n: int, dim: int, classes: int) -> int | None:
+  """XLA's argument + output + temp − alias bytes of the compiled A–B Sinkhorn program."""
+  m = padded_size(n)
+  x = jax.ShapeDtypeStruct((m, dim), np.float32)
+  index = jax.ShapeDtypeStruct((m,), np.int32)
+  weight = jax.ShapeDtypeStruct((m,), np.float32)
+  slots = padded_size(2 * classes)
+  costs = jax.ShapeDtypeStruct((slots, slots), np.float32)
+  settings = SinkhornSettings()
+  lowered = outer_lib.cross_ot.lower(
+    x, index, weight, x, index, weight, costs, 1.0, 1.0, 0.1, settings, None, True
+  )
+  memory = lowered.compile().memory_analysis()
+  if memory is None:
+    return None
+  return int(
+    memory.argument_size_in_bytes
+    + memory.output_size_in_bytes
+    + memory.temp_size_in_bytes
+    - memory.alias_size_in_bytes
+  )
+
+
+def benchmark_size(n: int, classes: int, dim: int, repeats: int, norm: float) -> dict:
+  """Cold and warm wall times of `otdd()` at `n` samples per side, in the report's leg format."""
+  features_a, labels_a = synthetic_embeddings(n, classes, dim, seed=0, norm=norm)
+  features_b, labels_b = synthetic_embeddings(n, classes, dim, seed=1, shift=0.1, norm=norm)
+  start = time.perf_counter()
+  result = otdd(features_a, labels_a, features_b, labels_b, max_samples=None)
+  cold_s = time.perf_counter() - start
+  warm = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    result = otdd(features_a, labels_a, features_b, labels_b, max_samples=None)
+    warm.append(time.perf_counter() - start)
+  median = statistics.median(warm)
+  device = jax.devices()[0]
+  return {
+    "leg": "jit",
+    "batch_size": n,
+    "padded_size": padded_size(n),
+    "classes": classes,
+    "dim": dim,
+    "feature_norm": norm,
+    "compile_s": max(cold_s - median, 0.0),
+    "cold_call_s": cold_s,
+    "step_ms_min": 1e3 * min(warm),
+    "step_ms_median": 1e3 * median,
+    "examples_per_s": 2 * n / median,
+    "iterations": list(result.iterations),
+    "ms_per_iteration": 1e3 * median / sum(result.iterations),
+    "distance": result.distance,
+    "divergence": result.divergence,
+    "converged": result.converged,
+    "flops_per_step": None,
+    "tflops_per_s": None,
+    "mfu": None,
+    "memory": {"peak_bytes": peak_bytes_of_cross_problem(n, dim, classes)},
+    "device_kind": device.device_kind,
+    "device_count": 1,
+    "platform": device.platform,
+    "dtype": "float32",
+    "iters": repeats,
+    "ott_jax": importlib.metadata.version("ott-jax"),
+    "note": "one otdd() call = class stats + Bures (float64) + 3 dense Sinkhorn problems",
+  }
+
+
+def fit_exponent(sizes, seconds) -> float:
+  """Least-squares slope of log(seconds) vs log(sizes)."""
+  return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
+
+
+def main(argv):
+  del argv
+  load_start = os.getloadavg()
+  sizes = [int(s) for s in _SIZES.value]
+  legs = {}
+  for n in sizes:
+    legs[n] = benchmark_size(n, _CLASSES.value, _DIM.value, _REPEATS.value, _NORM.value)
+    leg = legs[n]
+    print(
+      f"n={n}: median {leg['step_ms_median'] / 1e3:.3f} s, cold {leg['cold_call_s']:.1f} s, "
+      f"iterations {leg['iterations']}, {leg['ms_per_iteration']:.2f} ms/iteration, "
+      f"distance {leg['distance']:.4f}",
+      flush=True,
+    )
+  time_exponent = fit_exponent(sizes, [legs[n]["step_ms_median"] for n in sizes])
+  iteration_exponent = fit_exponent(sizes, [legs[n]["ms_per_iteration"] for n in sizes])
+  scaling = (
+    f"fit over n={sizes}: time ∝ n^{time_exponent:.2f}, time per Sinkhorn iteration ∝ "
+    f"n^{iteration_exponent:.2f}"
+  )
+  print(scaling)
+  env = report.environment(jax.devices()[:1])
+  for n in sizes:
+    legs[n]["scaling"] = scaling
+    name = f"otdd_scaling n={n} classes={_CLASSES.value} dim={_DIM.value} norm={_NORM.value:g}"
+    note = " ".join(filter(None, [scaling + ".", _NOTE.value]))
+    path = report.write_results(_OUT.value, name, {"jit": legs[n]}, env, note, load_start)
+  print(f"Wrote {path}")
+  print(report.write_markdown(_OUT.value))
+
+
+if __name__ == "__main__":
+  app.run(main)
