@@ -16,6 +16,7 @@ Options after the colon (comma-separated):
   noise=dilation|erosion|elastic  the label corruption (elastic = warp + rotation + translation
                            followed by a dilation, the paper's "ElasticDeform");
   ratio=R                  fraction r of corrupted training samples (default 0.4);
+  small                    32² images, 600 steps: a CPU-sized run (learns tests, README table);
   smoke                    a tiny run for tests.
 Memory and time of the second-order meta step: `--config.meta.meta_every=k` updates the meta
 network every k steps; `--config.meta.remat=True` recomputes the virtual step in the backward.
@@ -24,30 +25,24 @@ network every k steps; `--config.meta.remat=True` recomputes the virtual step in
 import ml_collections
 
 from configs import common
+from configs.noisy_label_data import SIZES, noisy_label_data, size_name
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
 
 VARIANTS = {"mcpm": "pixel", "mwnet": "image", "unet": "none"}
-NOISES = {"dilation": ("dilation",), "erosion": ("erosion",), "elastic": ("elastic", "dilation")}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke"}, values={"variant": "mcpm", "noise": "dilation", "ratio": "0.4"}
+    arg, flags={"smoke", "small"}, values={"variant": "mcpm", "noise": "dilation", "ratio": "0.4"}
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
     raise ValueError(f"Unknown variant {variant!r}; expected one of {tuple(VARIANTS)}.")
-  if noise not in NOISES:
-    raise ValueError(f"Unknown noise {noise!r}; expected one of {tuple(NOISES)}.")
   ratio = float(values["ratio"])
-  smoke = "smoke" in flags
-  if smoke:
-    image_size, pool, num_meta, num_test, batch, steps = 32, 24, 8, 8, 8, 6
-    backbone, meta_features = (8, 16), (8,)
-  else:
-    # Paper: 1906 train / 300 meta (LIDC); the same 1 : 6 meta share, phantom-sized.
-    image_size, pool, num_meta, num_test, batch, steps = 64, 420, 60, 120, 8, 1500
-    backbone, meta_features = (16, 32, 64, 128), (16, 16)
+  size = size_name(flags)
+  smoke = size == "smoke"
+  steps, backbone = SIZES[size]["steps"], SIZES[size]["backbone"]
+  meta_features = (8,) if smoke else (16, 16)
 
   config = ml_collections.ConfigDict()
   config.method = "mcpm"
@@ -95,51 +90,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.nesterov = True
   config.optimizer.schedule = "constant" if smoke else "cosine"
 
-  phantom = {
-    "name": "phantom_abdomen",
-    "image_size": image_size,
-    "spatial_dims": 2,
-    "seed": 0,
-  }
-  noisy = {
-    "name": "noisy_labels",
-    "base": {**phantom, "split": "train", "num_cases": pool},
-    "noise_ratio": ratio,
-    "num_meta": num_meta,
-    "seed": 0,
-    "corruptions": NOISES[noise],
-    "iterations": (1, 3) if smoke else (2, 4),
-    "structure": "cross",
-    "classes": None,
-    "elastic_alpha": image_size / 16.0,
-    "elastic_sigma": image_size / 16.0,
-    "max_rotation": 10.0,
-    "max_translation": image_size / 32.0,
-    # The clean label rides along for the diagnostics "weight on corrupted vs clean pixels".
-    "keep_clean_label": True,
-  }
-  config.data = ml_collections.ConfigDict(
-    {
-      "train_source": {**noisy, "role": "train"},
-      # The evaluation labels are clean; no OOD subtypes (their pixels would be labelled 0).
-      "eval_source": {**phantom, "split": "test", "num_cases": num_test, "ood_fraction": 0.0},
-      "batch_size": batch,
-      "seed": 0,
-      "spatial_dims": 2,
-      "num_classes": num_classes,
-      "class_names": AbdomenPhantomSource.CLASS_NAMES,
-      "require_label": True,
-      "train_transforms": ("ct_window",),
-      "eval_transforms": ("ct_window",),
-      "window_level": 40.0,
-      "window_width": 400.0,
-      "worker_count": 0,
-      "read_threads": 2,
-    }
+  config.data = noisy_label_data(
+    size=size, noise=noise, ratio=ratio, meta_stream=VARIANTS[variant] != "none"
   )
-  if VARIANTS[variant] != "none":
-    # The clean meta set: the other role of the same pool (disjoint from the training set).
-    config.data.streams = ml_collections.ConfigDict({"meta": {**noisy, "role": "meta"}})
   config.train = common.train(
     num_steps=steps,
     log_every=2 if smoke else 50,

@@ -22,6 +22,7 @@ Options after the colon (comma-separated):
                              followed by a dilation);
   ratio=R                    fraction r of corrupted training images (default 0.5, the paper's
                              headline LA setting);
+  small                      32² images, 600 steps: a CPU-sized run (learns tests, README table);
   smoke                      a tiny run for tests.
 The training images are the `train` role of the same noisy pool as configs/mcpm.py (its clean meta
 role is left unused), so PINT and MCPM / MW-Net train on the same images with the same noise.
@@ -32,6 +33,7 @@ import math
 import ml_collections
 
 from configs import common
+from configs.noisy_label_data import SIZES, noisy_label_data, size_name
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
 
 VARIANTS = {
@@ -40,26 +42,20 @@ VARIANTS = {
   "int": (False, True),
   "none": (False, False),
 }
-NOISES = {"dilation": ("dilation",), "erosion": ("erosion",), "elastic": ("elastic", "dilation")}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke"}, values={"variant": "pint", "noise": "dilation", "ratio": "0.5"}
+    arg, flags={"smoke", "small"}, values={"variant": "pint", "noise": "dilation", "ratio": "0.5"}
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
     raise ValueError(f"Unknown variant {variant!r}; expected one of {tuple(VARIANTS)}.")
-  if noise not in NOISES:
-    raise ValueError(f"Unknown noise {noise!r}; expected one of {tuple(NOISES)}.")
   ratio = float(values["ratio"])
-  smoke = "smoke" in flags
-  if smoke:
-    image_size, pool, num_meta, num_test, batch, steps, passes = 32, 24, 8, 8, 8, 6, 2
-    backbone = (8, 16)
-  else:
-    image_size, pool, num_meta, num_test, batch, steps, passes = 64, 420, 60, 120, 8, 1500, 8
-    backbone = (16, 32, 64, 128)
+  size = size_name(flags)
+  smoke = size == "smoke"
+  steps, backbone = SIZES[size]["steps"], SIZES[size]["backbone"]
+  passes = 2 if smoke else 8
   pixel, image = VARIANTS[variant]
 
   config = ml_collections.ConfigDict()
@@ -114,48 +110,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer = common.optimizer("sgd", learning_rate=0.05, weight_decay=1e-4)
   config.optimizer.schedule = "constant" if smoke else "cosine"
 
-  phantom = {
-    "name": "phantom_abdomen",
-    "image_size": image_size,
-    "spatial_dims": 2,
-    "seed": 0,
-  }
-  config.data = ml_collections.ConfigDict(
-    {
-      "train_source": {
-        "name": "noisy_labels",
-        "base": {**phantom, "split": "train", "num_cases": pool},
-        "role": "train",
-        "noise_ratio": ratio,
-        "num_meta": num_meta,  # Held out (unused) so that the training set is MCPM's.
-        "seed": 0,
-        "corruptions": NOISES[noise],
-        "iterations": (1, 3) if smoke else (2, 4),
-        "structure": "cross",
-        "classes": None,
-        "elastic_alpha": image_size / 16.0,
-        "elastic_sigma": image_size / 16.0,
-        "max_rotation": 10.0,
-        "max_translation": image_size / 32.0,
-        # Diagnostics only ("are wrong labels down-weighted?"); never trained on.
-        "keep_clean_label": True,
-      },
-      # The evaluation labels are clean; no OOD subtypes (their pixels would be labelled 0).
-      "eval_source": {**phantom, "split": "test", "num_cases": num_test, "ood_fraction": 0.0},
-      "batch_size": batch,
-      "seed": 0,
-      "spatial_dims": 2,
-      "num_classes": num_classes,
-      "class_names": AbdomenPhantomSource.CLASS_NAMES,
-      "require_label": True,
-      "train_transforms": ("ct_window",),
-      "eval_transforms": ("ct_window",),
-      "window_level": 40.0,
-      "window_width": 400.0,
-      "worker_count": 0,
-      "read_threads": 2,
-    }
-  )
+  # The training images are MCPM's (its clean meta role is held out, unused).
+  config.data = noisy_label_data(size=size, noise=noise, ratio=ratio, meta_stream=False)
   config.train = common.train(
     num_steps=steps,
     log_every=2 if smoke else 50,

@@ -1,0 +1,90 @@
+"""The data section shared by the noisy-label methods (MCPM, MW-Net, PINT and their baselines).
+
+One pool of abdominal CT phantom slices is split by `data/corruption.py` (`noisy_labels`) into a
+clean meta role (`num_meta` slices, MCPM / MW-Net's meta set; unused by PINT, so every method
+trains on the same images) and a training role in which a fraction r of the masks is corrupted.
+Evaluation uses clean labels of separate test slices.
+"""
+
+import ml_collections
+
+from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
+
+NOISES = {"dilation": ("dilation",), "erosion": ("erosion",), "elastic": ("elastic", "dilation")}
+# Run sizes: image side, pool, meta slices, test slices, batch, steps, U-Net widths.
+# "default": 64² (paper: 1906 train / 300 meta on LIDC; the same 1 : 6 meta share);
+# "small": 32², a CPU-sized run (the learns tests and README's noise-ratio table); "smoke": tests.
+SIZES = {
+  "default": dict(
+    image_size=64, pool=420, num_meta=60, num_test=120, batch=8, steps=1500,
+    backbone=(16, 32, 64, 128),
+  ),
+  "small": dict(
+    image_size=32, pool=280, num_meta=40, num_test=80, batch=8, steps=600, backbone=(8, 16, 32)
+  ),
+  "smoke": dict(image_size=32, pool=24, num_meta=8, num_test=8, batch=8, steps=6, backbone=(8, 16)),
+}  # fmt: skip
+
+
+def size_name(flags: set[str]) -> str:
+  """`"smoke"` or `"small"` when that option is given, else `"default"`."""
+  if {"smoke", "small"} <= flags:
+    raise ValueError("Give at most one of the options smoke and small.")
+  return "smoke" if "smoke" in flags else ("small" if "small" in flags else "default")
+
+
+def noisy_label_data(*, size: str, noise: str, ratio: float, meta_stream: bool):
+  """`config.data` for a noisy-label run.
+
+  Args:
+    size: a key of `SIZES`.
+    noise: a key of `NOISES` (elastic = warp + rotation + translation, then a dilation: the
+      paper's "ElasticDeform").
+    ratio: r, the fraction of corrupted training masks.
+    meta_stream: pair every training example with a clean meta example (`data.streams.meta`).
+  """
+  if noise not in NOISES:
+    raise ValueError(f"Unknown noise {noise!r}; expected one of {tuple(NOISES)}.")
+  s = SIZES[size]
+  image_size = s["image_size"]
+  phantom = {"name": "phantom_abdomen", "image_size": image_size, "spatial_dims": 2, "seed": 0}
+  noisy = {
+    "name": "noisy_labels",
+    "base": {**phantom, "split": "train", "num_cases": s["pool"]},
+    "noise_ratio": ratio,
+    "num_meta": s["num_meta"],
+    "seed": 0,
+    "corruptions": NOISES[noise],
+    "iterations": (1, 3) if size == "smoke" else (2, 4),
+    "structure": "cross",
+    "classes": None,
+    "elastic_alpha": image_size / 16.0,
+    "elastic_sigma": image_size / 16.0,
+    "max_rotation": 10.0,
+    "max_translation": image_size / 32.0,
+    # Diagnostics only ("are wrong labels down-weighted?"); never trained on.
+    "keep_clean_label": True,
+  }
+  data = ml_collections.ConfigDict(
+    {
+      "train_source": {**noisy, "role": "train"},
+      # The evaluation labels are clean; no OOD subtypes (their pixels would be labelled 0).
+      "eval_source": {**phantom, "split": "test", "num_cases": s["num_test"], "ood_fraction": 0.0},
+      "batch_size": s["batch"],
+      "seed": 0,
+      "spatial_dims": 2,
+      "num_classes": AbdomenPhantomSource.NUM_CLASSES,
+      "class_names": AbdomenPhantomSource.CLASS_NAMES,
+      "require_label": True,
+      "train_transforms": ("ct_window",),
+      "eval_transforms": ("ct_window",),
+      "window_level": 40.0,
+      "window_width": 400.0,
+      "worker_count": 0,
+      "read_threads": 2,
+    }
+  )
+  if meta_stream:
+    # The clean meta set: the other role of the same pool (disjoint from the training set).
+    data.streams = ml_collections.ConfigDict({"meta": {**noisy, "role": "meta"}})
+  return data
