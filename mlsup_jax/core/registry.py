@@ -64,6 +64,7 @@ METHODS = Registry(
     "reconstruction_detector": "mlsup_jax.methods.reconstruction_detector:ReconstructionDetector",
     "mcpm": "mlsup_jax.methods.mcpm:McpmMethod",
     "pint": "mlsup_jax.methods.pint:PintMethod",
+    "image_classifier": "mlsup_jax.methods.image_classifier:ImageClassifierMethod",
   },
 )
 
@@ -84,6 +85,10 @@ DATASETS = Registry(
     "image_class_folder": "mlsup_jax.data.readers.class_folder:ImageClassFolderSource",
     "pydicom_examples": "mlsup_jax.data.readers.pydicom_examples:PydicomExamplesSource",
     "noisy_labels": "mlsup_jax.data.corruption:NoisyLabelSource",
+    "phantom_shifted_radiograph": (
+      "mlsup_jax.data.phantoms.shifted_external:ShiftedRadiographSource"
+    ),
+    "index_subset": "mlsup_jax.data.subset:IndexSubsetSource",
   },
 )
 
@@ -99,5 +104,6 @@ MODELS = Registry(
     "vae": "mlsup_jax.nn.vae:VAE",
     "cascade_vae": "mlsup_jax.nn.cvae:CascadeVAE",
     "discriminator": "mlsup_jax.nn.cvae:Discriminator",
+    "cnn_classifier": "mlsup_jax.nn.classifier:SmallCNNClassifier",
   },
 )

@@ -1,0 +1,121 @@
+"""Image classification with a small CNN (MedShift's classifier G, thesis §5.2.5 at phantom scale).
+
+One stage: `nn/classifier.py`'s CNN learns `class_id` from `image` with the loss terms of
+`config.loss` (softmax cross-entropy by default; the batch's `class_id` is handed to the loss as
+its `label`). Evaluation reports (over the valid examples of `config.data.eval_source`):
+
+* `accuracy`, `balanced_accuracy` (mean per-class recall over the classes present),
+* `macro_precision`, `macro_recall`, `macro_f1` (one-vs-rest on the argmax, averaged over the
+  classes present in the labels; a class never predicted has precision 0, as sklearn's
+  `zero_division=0`),
+* `recall/<class name>` per present class, and `num_examples`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mlsup_jax import losses
+from mlsup_jax.core.method import Stage
+from mlsup_jax.core.optimizers import build_optimizer
+from mlsup_jax.core.registry import MODELS
+from mlsup_jax.core.state import TrainState
+
+
+def classification_report(
+  labels: np.ndarray, predictions: np.ndarray, class_names=None
+) -> dict[str, float]:
+  """Accuracy and one-vs-rest macro metrics (module docstring).
+
+  Args:
+    labels: `[N]` int true classes.
+    predictions: `[N]` int predicted classes.
+    class_names: names for the per-class keys (default: the class index).
+  """
+  labels, predictions = np.asarray(labels), np.asarray(predictions)
+  if labels.shape != predictions.shape or labels.ndim != 1 or not len(labels):
+    raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} must be [N > 0].")
+  results = {"accuracy": float(np.mean(labels == predictions)), "num_examples": float(len(labels))}
+  precisions, recalls, f1s = [], [], []
+  for c in np.unique(labels):
+    tp = np.sum((predictions == c) & (labels == c))
+    predicted = np.sum(predictions == c)
+    precision = tp / predicted if predicted else 0.0
+    recall = tp / np.sum(labels == c)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precisions.append(precision)
+    recalls.append(recall)
+    f1s.append(f1)
+    name = class_names[int(c)] if class_names is not None else str(int(c))
+    results[f"recall/{name}"] = float(recall)
+  results["balanced_accuracy"] = float(np.mean(recalls))
+  results["macro_precision"] = float(np.mean(precisions))
+  results["macro_recall"] = float(np.mean(recalls))
+  results["macro_f1"] = float(np.mean(f1s))
+  return results
+
+
+class ImageClassifierMethod:
+  """A CNN trained with cross-entropy on `class_id` (module docstring)."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    m = config.model
+    self.model = MODELS.get(m.name)(
+      num_classes=m.num_classes,
+      base_width=m.base_width,
+      depth=m.depth,
+      dropout=m.dropout,
+      dtype=jnp.dtype(m.dtype),
+    )
+    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
+    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+
+  def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
+    variables = self.model.init(rng, example_batch["image"], train=False)
+    return TrainState.create(
+      params=variables["params"],
+      optimizer=self.optimizer,
+      model_state={"batch_stats": variables["batch_stats"]},
+    )
+
+  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
+    """`batch: image [B, H, W, C], class_id [B]` → one cross-entropy update."""
+
+    def loss_fn(params):
+      outputs, updates = self.model.apply(
+        {"params": params, **state.model_state},
+        batch["image"],
+        train=True,
+        rngs={"dropout": rng},
+        mutable=["batch_stats"],
+      )
+      labelled = {**batch, "label": batch["class_id"]}
+      loss, metrics = losses.weighted_sum(self.config.loss, outputs=outputs, batch=labelled)
+      accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == batch["class_id"])
+      return loss, (updates, {**metrics, "accuracy": accuracy})
+
+    (loss, (updates, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=updates)
+    return state, {"loss": loss, **metrics}
+
+  def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
+    """Per-image `probabilities: [B, K]`, `features: [B, F]`, `class_id: [B]`."""
+    del rng
+    outputs = self.model.apply(
+      {"params": state.params, **state.model_state}, batch["image"], train=False
+    )
+    return {
+      "probabilities": jax.nn.softmax(outputs["logits"], axis=-1),
+      "features": outputs["features"],
+      "class_id": batch["class_id"],
+    }
+
+  def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
+    del workdir
+    predictions = np.argmax(outputs["probabilities"], axis=-1)
+    names = self.config.data.class_names if "class_names" in self.config.data else None
+    return classification_report(outputs["class_id"], predictions, names)

@@ -1,0 +1,85 @@
+"""MedShift end to end on tiny phantoms: shifts ranked first, OTDD falls, re-runs resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import medshift as medshift_config
+from mlsup_jax.core import trainer
+from mlsup_jax.pipelines import medshift
+
+# Two well-populated classes keep the run small: normal and effusion.
+CLASS_WEIGHTS = (0.5, 0.0, 0.0, 0.5, 0.0)
+
+
+def tiny_config():
+  config = medshift_config.get_config("smoke,detector=autoencoder,k=3")
+  with config.unlocked():
+    for section, cases in (
+      (config.internal, 160),
+      (config.internal_test, 64),
+      (config.external, 200),
+    ):
+      section.class_weights = CLASS_WEIGHTS
+      section.num_cases = cases
+    config.otdd.rounds = 1
+    config.classifier.train.num_steps = 40
+  return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("medshift"))
+  config = tiny_config()
+  return config, workdir, medshift.run_medshift(config, workdir)
+
+
+@pytest.mark.slow
+def test_report_files_and_levels(run):
+  _, workdir, result = run
+  for name in ("matrix.json", "matrix.md", "medshift.png", "scores.npz", "groups.npz"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  rows = result["rows"]
+  assert [row["level"] for row in rows] == ["TOP3", "TOP2", "TOP1"]
+  assert rows[0]["removed"] == 0 and rows[0]["kept"] == 200
+  kept = [row["kept"] for row in rows]
+  assert kept == sorted(kept, reverse=True) and kept[-1] < kept[0]
+  with open(os.path.join(workdir, "matrix.json")) as f:
+    saved = json.load(f)
+  assert saved["rows"] == json.loads(json.dumps(rows))
+  print(result["markdown"])
+
+
+@pytest.mark.slow
+def test_detectors_rank_injected_shifts_first(run):
+  _, _, result = run
+  detection = result["detection"]
+  print(detection)
+  per_type = detection["per_shift_type"]
+  assert per_type["foreign"] >= 0.8
+  assert per_type["noise"] >= 0.8
+  assert per_type["artefact"] >= 0.7
+  assert detection["auroc_within_class_rank"] > 0.55
+
+
+@pytest.mark.slow
+def test_otdd_falls_as_shifted_groups_are_removed(run):
+  _, _, result = run
+  distances = [row["otdd_distance_mean"] for row in result["rows"]]
+  print(distances)
+  assert distances[-1] < distances[0]
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_trained_model(run, monkeypatch):
+  config, workdir, result = run
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished MedShift run must not train again")
+
+  monkeypatch.setattr(trainer, "train_and_evaluate", no_training)
+  again = medshift.run_medshift(config, workdir)
+  assert again["rows"] == result["rows"]
+  np.testing.assert_array_equal(again["scores"], result["scores"])
