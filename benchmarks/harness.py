@@ -11,7 +11,8 @@ ONE untimed step of every earlier stage (`stage_state`).
 What a report holds (`None` where unknown):
 - `compile_s`: lower + compile seconds. With a persistent compilation cache on (tests), this is
   mostly a cache load; `compilation_cache` says whether one was on.
-- `step_ms_min`, `step_ms_median`, `examples_per_s` (global batch / median step).
+- `step_ms_min`, `step_ms_median`, `step_ms_mean` (steps that alternate, e.g. MCPM's
+  `meta_every`), `examples_per_s` (global batch / median step).
 - `flops_per_step`: XLA's `cost_analysis()` FLOPs of the compiled program. XLA counts the
   per-device (SPMD-partitioned) program, so the step's total is that times the device count.
 - `tflops_per_s`: `flops_per_step / median`; `mfu`: that over the devices' summed dense peak
@@ -138,6 +139,7 @@ def make_report(
     "iters": len(times),
     "step_ms_min": 1e3 * min(times),
     "step_ms_median": 1e3 * median,
+    "step_ms_mean": 1e3 * statistics.fmean(times),
     "examples_per_s": batch_size / median,
     "flops_per_step": flops,
     "tflops_per_s": tflops_per_s,
@@ -177,6 +179,12 @@ def stage_state(setup: RunSetup, index: int, batch):
     enter = jax.jit(enter_stage, static_argnums=1, out_shardings=shardings)
     state = enter(state, setup.stages[i + 1])
   return state
+
+
+def input_shapes(batch: dict) -> dict[str, list[int]]:
+  """`{"image": [B, *S, C], ...}`; nested streams flattened, e.g. MCPM's `"meta/image"`."""
+  leaves = jax.tree_util.tree_flatten_with_path(batch)[0]
+  return {"/".join(str(k.key) for k in path): list(x.shape) for path, x in leaves}
 
 
 def benchmark_config(
@@ -226,7 +234,7 @@ def benchmark_config(
     note=f"stage {stage.name!r}; NamedSharding over mesh {dict(setup.mesh.shape)}",
   )
   report["stage"] = stage.name
-  report["input_shapes"] = {k: list(v.shape) for k, v in batch.items()}
+  report["input_shapes"] = input_shapes(batch)
   return report
 
 
@@ -310,7 +318,7 @@ def benchmark_pmap_leg(
   state = _as_pmean_state(state)
   local = setup.example_local
   batch = jax.device_put(
-    {k: np.asarray(v).reshape((n, -1) + v.shape[1:]) for k, v in local.items()}, sharding
+    jax.tree.map(lambda v: np.asarray(v).reshape((n, -1) + v.shape[1:]), local), sharding
   )
   keys = _step_keys(setup.train_rng, warmup + iters)
   pmapped = jax.pmap(

@@ -34,13 +34,16 @@ from mlsup_jax.ot import SinkhornSettings, otdd
 from mlsup_jax.ot import outer_problem as outer_lib
 from mlsup_jax.ot.class_clouds import padded_size
 
-_SIZES = flags.DEFINE_list("sizes", ["1000", "2000", "5000", "10000"], "Samples per side.")
-_CLASSES = flags.DEFINE_integer("classes", 20, "Classes per dataset.")
-_DIM = flags.DEFINE_integer("dim", 64, "Feature dimension.")
-_REPEATS = flags.DEFINE_integer("repeats", 2, "Warm calls per size.")
-_NORM = flags.DEFINE_float("feature_norm", 3.0, "Norm of every feature vector.")
-_OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
-_NOTE = flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
+
+def define_flags() -> None:
+  """The script's flags; defined only when run as a script (benchmarks.run also has `--out`)."""
+  flags.DEFINE_list("sizes", ["1000", "2000", "5000", "10000"], "Samples per side.")
+  flags.DEFINE_integer("classes", 20, "Classes per dataset.")
+  flags.DEFINE_integer("dim", 64, "Feature dimension.")
+  flags.DEFINE_integer("repeats", 2, "Warm calls per size.")
+  flags.DEFINE_float("feature_norm", 3.0, "Norm of every feature vector.")
+  flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
+  flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
 
 
 def synthetic_embeddings(
@@ -132,10 +135,12 @@ def fit_exponent(sizes, seconds) -> float:
 def main(argv):
   del argv
   load_start = os.getloadavg()
-  sizes = [int(s) for s in _SIZES.value]
+  sizes = [int(s) for s in flags.FLAGS.sizes]
   legs = {}
   for n in sizes:
-    legs[n] = benchmark_size(n, _CLASSES.value, _DIM.value, _REPEATS.value, _NORM.value)
+    legs[n] = benchmark_size(
+      n, flags.FLAGS.classes, flags.FLAGS.dim, flags.FLAGS.repeats, flags.FLAGS.feature_norm
+    )
     leg = legs[n]
     print(
       f"n={n}: median {leg['step_ms_median'] / 1e3:.3f} s, cold {leg['cold_call_s']:.1f} s, "
@@ -153,12 +158,14 @@ def main(argv):
   env = report.environment(jax.devices()[:1])
   for n in sizes:
     legs[n]["scaling"] = scaling
-    name = f"otdd_scaling n={n} classes={_CLASSES.value} dim={_DIM.value} norm={_NORM.value:g}"
-    note = " ".join(filter(None, [scaling + ".", _NOTE.value]))
-    path = report.write_results(_OUT.value, name, {"jit": legs[n]}, env, note, load_start)
+    f = flags.FLAGS
+    name = f"otdd_scaling n={n} classes={f.classes} dim={f.dim} norm={f.feature_norm:g}"
+    note = " ".join(filter(None, [scaling + ".", flags.FLAGS.note]))
+    path = report.write_results(flags.FLAGS.out, name, {"jit": legs[n]}, env, note, load_start)
   print(f"Wrote {path}")
-  print(report.write_markdown(_OUT.value))
+  print(report.write_markdown(flags.FLAGS.out))
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

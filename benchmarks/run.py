@@ -11,9 +11,9 @@ from (`harness.stage_state`). The results key is the config name, then `stage=<n
 
 Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
 `<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
-(`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net and the TEND / CVAD stages of
-`benchmarks/torch_*.py`; skipped for other models and when PyTorch is not installed:
-`pip install -e .[bench]`).
+(`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net, the TEND / CVAD stages and the
+MCPM / MW-Net meta step of `benchmarks/torch_*.py`; skipped for other models and when PyTorch is
+not installed: `pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
 """
 
@@ -23,7 +23,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks import harness, report, torch_anomaly, torch_kmax, torch_scunet
+from benchmarks import harness, report, torch_anomaly, torch_kmax, torch_mcpm, torch_scunet
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
 _OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
@@ -31,7 +31,7 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 _ITERS = flags.DEFINE_integer("iters", 10, "Timed steps.")
 _PMAP = flags.DEFINE_bool("pmap", True, "Also time the jax.pmap comparison leg.")
 _TORCH = flags.DEFINE_bool(
-  "torch", True, "Also time the PyTorch leg (SCU-Net, MaxQuery/kMaX, U-Net, TEND and CVAD)."
+  "torch", True, "Also time the PyTorch leg (SCU-Net, MaxQuery/kMaX, U-Net, TEND, CVAD, MCPM)."
 )
 _STAGE = flags.DEFINE_string(
   "stage", None, "Name of the stage whose train step is timed; default: the method's first."
@@ -58,6 +58,7 @@ TORCH_BENCHMARKS = {
   "tend/margin": torch_anomaly.benchmark_torch_tend_margin,
   "cvad/cvae": torch_anomaly.benchmark_torch_cvad_cvae,
   "cvad/discriminator": torch_anomaly.benchmark_torch_cvad_discriminator,
+  "mcpm/train": torch_mcpm.benchmark_torch_mcpm,
 }
 
 

@@ -68,11 +68,13 @@ def reconstruction_mse(outputs: dict, batch: dict):
   return reconstruction_error(outputs["reconstruction"], batch["image"]).mean()
 
 
-def classification_bce(outputs: dict, batch: dict):
-  """Mean BCE of `outputs["logit"] [B]` against `batch["label"] [B]` (1 = transformed)."""
+def classification_bce(outputs: dict, batch: dict, label_smoothing: float = 0.0):
+  """Mean BCE of `outputs["logit"] [B]` against `batch["label"] [B]` (1 = transformed), the
+  targets smoothed to ε/2 and 1 − ε/2 by `label_smoothing` ε."""
   from torch.nn import functional as F
 
-  return F.binary_cross_entropy_with_logits(outputs["logit"].float(), batch["label"].float())
+  targets = batch["label"].float() * (1.0 - label_smoothing) + 0.5 * label_smoothing
+  return F.binary_cross_entropy_with_logits(outputs["logit"].float(), targets)
 
 
 def tend_margin(outputs: dict, batch: dict, margin: float = 250.0):

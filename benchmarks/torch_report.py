@@ -35,6 +35,7 @@ def torch_report(
     "iters": iters,
     "step_ms_min": 1e3 * min(times),
     "step_ms_median": 1e3 * median,
+    "step_ms_mean": 1e3 * statistics.fmean(times),
     "examples_per_s": batch / median,
     "flops_per_step": None,
     "tflops_per_s": None,
