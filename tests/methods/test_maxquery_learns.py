@@ -11,35 +11,20 @@ slow), and the subprocess reproduces README's MaxQuery row.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from one_device_run import run_launch_train
 
 pytestmark = pytest.mark.slow
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _one_device_env() -> dict:
-  env = dict(os.environ)
-  flags = env.get("XLA_FLAGS", "").split()
-  env["XLA_FLAGS"] = " ".join(f for f in flags if "device_count" not in f)
-  return env
-
 
 def test_maxquery_segments_inliers_and_localizes_ood(tmp_path):
-  command = [
-    sys.executable,
-    "-m",
-    "launch.train",
+  run = run_launch_train(
     "--config=configs/maxquery.py:variant=maxquery",
     f"--workdir={tmp_path}",
     "--config.train.checkpoint_every=1000",
     "--config.eval.save_figures=False",
-  ]
-  run = subprocess.run(command, cwd=REPO, env=_one_device_env(), capture_output=True, text=True)
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   results = json.loads((tmp_path / "eval_results.json").read_text())
   print({k: round(v, 3) for k, v in results.items()})

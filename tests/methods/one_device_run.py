@@ -1,0 +1,25 @@
+"""Running `launch.train` in a subprocess on one CPU device (the learns tests).
+
+The test session forces 8 fake CPU devices (tests/conftest.py), which would shard every step 8
+ways on 2 cores (about twice as slow); the subprocess runs exactly as README's commands do.
+"""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def one_device_env() -> dict:
+  """This process's environment without the fake-device-count XLA flag."""
+  env = dict(os.environ)
+  flags = env.get("XLA_FLAGS", "").split()
+  env["XLA_FLAGS"] = " ".join(f for f in flags if "device_count" not in f)
+  return env
+
+
+def run_launch_train(*args: str) -> subprocess.CompletedProcess:
+  """`python -m launch.train <args>` from the repository root on one device."""
+  command = [sys.executable, "-m", "launch.train", *args]
+  return subprocess.run(command, cwd=REPO, env=one_device_env(), capture_output=True, text=True)
