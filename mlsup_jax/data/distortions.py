@@ -256,10 +256,13 @@ class TendDistortion(grain.transforms.RandomMap):
 
 @dataclasses.dataclass(frozen=True)
 class UnseenTransform(grain.transforms.RandomMap):
-  """Adds `"distorted"`: `unseen_transform(example["image"], rng, name)` (None: drawn per call)."""
+  """Sets `example[output_key]` to `unseen_transform(example["image"], rng, name)` (None: one
+  drawn per call): `"distorted"` adds it next to the image; `"image"` replaces the image
+  (evaluating a detector on transformed ID images, Tables 4.5–4.6)."""
 
   name: str | None = None
   value_range: tuple[float, float] | None = None
+  output_key: str = "distorted"
 
   def __post_init__(self):
     if self.name is not None and self.name not in UNSEEN_TRANSFORMS:
@@ -269,7 +272,7 @@ class UnseenTransform(grain.transforms.RandomMap):
 
   def random_map(self, example, rng: np.random.Generator):
     distorted = unseen_transform(example["image"], rng, self.name, value_range=self.value_range)
-    return {**example, "distorted": distorted}
+    return {**example, self.output_key: distorted}
 
 
 def distortion_names(preset: str) -> list[str]:

@@ -74,8 +74,16 @@ def _local_batch_size(global_batch_size: int) -> int:
   return global_batch_size // processes
 
 
-def _transforms(names, data_config):
-  return [TRANSFORMS.get(name)(data_config) for name in names]
+def _transformed(dataset: grain.MapDataset, names, data_config, seed: int) -> grain.MapDataset:
+  """`dataset` with the registered transforms `names` applied; random ones seeded by `seed`
+  (per example index, so a pass is reproducible)."""
+  for name in names:
+    transform = TRANSFORMS.get(name)(data_config)
+    if isinstance(transform, grain.transforms.RandomMap):
+      dataset = dataset.random_map(transform, seed=seed)
+    else:
+      dataset = dataset.map(transform)
+  return dataset
 
 
 def _validated(source, source_config, data_config) -> grain.MapDataset:
@@ -97,12 +105,7 @@ def _endless(source_config, data_config, seed: int) -> grain.MapDataset:
   source = build_source(source_config)
   dataset = _validated(source, source_config, data_config)
   dataset = dataset.shuffle(seed=seed).repeat(None)
-  for transform in _transforms(data_config.train_transforms, data_config):
-    if isinstance(transform, grain.transforms.RandomMap):
-      dataset = dataset.random_map(transform, seed=seed + 1)
-    else:
-      dataset = dataset.map(transform)
-  return dataset
+  return _transformed(dataset, data_config.train_transforms, data_config, seed + 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +165,8 @@ def eval_batches(
   """
   source = build_source(data_config[source_key])
   dataset = _validated(source, data_config[source_key], data_config)
-  for transform in _transforms(data_config.eval_transforms, data_config):
-    dataset = dataset.map(transform)
+  # Random evaluation transforms (e.g. `unseen_transform_image`) are seeded per example index.
+  dataset = _transformed(dataset, data_config.eval_transforms, data_config, data_config.seed + 2)
   local = _local_batch_size(batch_size)
   # Every process runs the same number of batches (global arrays need it): pad with invalid ones.
   per_process = -(-len(source) // jax.process_count())

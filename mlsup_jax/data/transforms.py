@@ -132,5 +132,8 @@ TRANSFORMS = Registry(
     "random_crop": lambda c: RandomCrop(size=c.crop_size, spatial_dims=c.spatial_dims),
     "tend_distortion": lambda c: TendDistortion(preset=c.distortion_preset),
     "unseen_transform": lambda c: UnseenTransform(name=c.unseen_transform),
+    "unseen_transform_image": lambda c: UnseenTransform(
+      name=c.unseen_transform, output_key="image"
+    ),
   },
 )

@@ -28,7 +28,9 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax.core import evaluation, trainer
+from mlsup_jax.data.distortions import UNSEEN_TRANSFORMS
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES
+from mlsup_jax.pipelines import unseen_transforms
 
 # (row name, run, score) in the thesis's row order (Tables 4.3 and 4.7).
 ROWS = (
@@ -146,6 +148,18 @@ def render_markdown(tables: dict, claims: dict) -> str:
         [[row] + [_fmt(v.get(m)) for m in modalities] for row, v in inter.items() if v],
       ),
     ]
+  unseen = tables.get("unseen_acc", {})
+  names = [n for n in UNSEEN_TRANSFORMS if any(n in v for v in unseen.values())]
+  if names:
+    parts += [
+      "",
+      "### ACC on unseen transformations (transformed ID test images flagged at t*; ↑)",
+      "",
+      _markdown(
+        ["method"] + names,
+        [[row] + [_fmt(v.get(n)) for n in names] for row, v in unseen.items()],
+      ),
+    ]
   parts += ["", "### The thesis's claims on this run (intra-class AUROC)", ""]
   parts += [
     f"- {claim}: {'—' if ok is None else ('holds' if ok else 'does not hold')}"
@@ -176,6 +190,7 @@ def run_study(
   workdir: str,
   inter_class: Sequence[str] = MODALITY_NAMES,
   inter_class_cases: int = 300,
+  unseen: Sequence[str] = UNSEEN_TRANSFORMS,
 ) -> dict:
   """Trains + evaluates each run, evaluates it on inter-class sets, writes the tables.
 
@@ -184,6 +199,8 @@ def run_study(
     workdir: the study folder; each run trains in `workdir/<run>`.
     inter_class: modalities evaluated as inter-class OOD (empty: none).
     inter_class_cases: images generated per modality (split half validation, half test).
+    unseen: validation-only transforms for Tables 4.5–4.6 (`pipelines/unseen_transforms.py`;
+      empty: none).
 
   Returns:
     `{"tables", "claims", "markdown", "results", "inter_class"}`.
@@ -205,6 +222,10 @@ def run_study(
       for run, config in configs.items()
     }
   tables = build_tables(results, inter)
+  if unseen:
+    tables["unseen_acc"] = unseen_transforms.evaluate_unseen(
+      configs, results, workdir, ROWS, names=unseen
+    )
   claims = check_claims(tables)
   markdown = render_markdown(tables, claims)
   if jax.process_index() == 0:

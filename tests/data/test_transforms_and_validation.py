@@ -151,10 +151,17 @@ def test_transform_table_builds_from_config():
   data = scunet_config.get_config("smoke").data
   ct = maxquery_config.get_config("smoke").data
   anomaly = tend_config.get_config("smoke").data
-  source = {"ct_window": ct, "tend_distortion": anomaly, "unseen_transform": anomaly}
+  source = {
+    "ct_window": ct,
+    "tend_distortion": anomaly,
+    "unseen_transform": anomaly,
+    "unseen_transform_image": anomaly,
+  }
   built = {name: TRANSFORMS.get(name)(source.get(name, data)) for name in TRANSFORMS.names()}
   assert built["tend_distortion"].preset == anomaly.distortion_preset
   assert built["unseen_transform"].name == anomaly.unseen_transform
+  assert built["unseen_transform"].output_key == "distorted"
+  assert built["unseen_transform_image"].output_key == "image"  # replaces the evaluated image
   assert (built["ct_window"].level, built["ct_window"].width) == (ct.window_level, ct.window_width)
   assert isinstance(built["normalize"], Normalize)
   assert (built["normalize"].mean, built["normalize"].std) == (data.norm_mean, data.norm_std)
