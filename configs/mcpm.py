@@ -25,8 +25,7 @@ network every k steps; `--config.meta.remat=True` recomputes the virtual step in
 import ml_collections
 
 from configs import common
-from configs.noisy_label_data import SIZES, noisy_label_data, size_name
-from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
+from configs.noisy_label_data import SIZES, noisy_label_data, size_name, unet_model
 
 VARIANTS = {"mcpm": "pixel", "mwnet": "image", "unet": "none"}
 
@@ -41,7 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ratio = float(values["ratio"])
   size = size_name(flags)
   smoke = size == "smoke"
-  steps, backbone = SIZES[size]["steps"], SIZES[size]["backbone"]
+  steps = SIZES[size]["steps"]
   meta_features = (8,) if smoke else (16, 16)
 
   config = ml_collections.ConfigDict()
@@ -49,16 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.variant = variant
   config.seed = 0
 
-  num_classes = AbdomenPhantomSource.NUM_CLASSES
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "unet",
-      "num_classes": num_classes,
-      "backbone_features": backbone,
-      "dropout_rate": 0.0,
-      "dtype": "float32",
-    }
-  )
+  config.model = unet_model(size)
   config.meta = ml_collections.ConfigDict(
     {
       "weighting": VARIANTS[variant],

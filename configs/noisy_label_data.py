@@ -33,6 +33,22 @@ def size_name(flags: set[str]) -> str:
   return "smoke" if "smoke" in flags else ("small" if "small" in flags else "default")
 
 
+def unet_model(size: str) -> ml_collections.ConfigDict:
+  """`config.model`: the segmentation U-Net every noisy-label method trains, sized by `size`.
+
+  `dropout_rate` > 0 also perturbs PINT's teacher passes (UA-MT's V-Net has dropout).
+  """
+  return ml_collections.ConfigDict(
+    {
+      "name": "unet",
+      "num_classes": AbdomenPhantomSource.NUM_CLASSES,
+      "backbone_features": SIZES[size]["backbone"],
+      "dropout_rate": 0.0,
+      "dtype": "float32",
+    }
+  )
+
+
 def noisy_label_data(*, size: str, noise: str, ratio: float, meta_stream: bool):
   """`config.data` for a noisy-label run.
 

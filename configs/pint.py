@@ -33,8 +33,7 @@ import math
 import ml_collections
 
 from configs import common
-from configs.noisy_label_data import SIZES, noisy_label_data, size_name
-from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
+from configs.noisy_label_data import SIZES, noisy_label_data, size_name, unet_model
 
 VARIANTS = {
   "pint": (True, True),
@@ -54,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ratio = float(values["ratio"])
   size = size_name(flags)
   smoke = size == "smoke"
-  steps, backbone = SIZES[size]["steps"], SIZES[size]["backbone"]
+  steps = SIZES[size]["steps"]
   passes = 2 if smoke else 8
   pixel, image = VARIANTS[variant]
 
@@ -63,17 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.variant = variant
   config.seed = 0
 
-  num_classes = AbdomenPhantomSource.NUM_CLASSES
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "unet",
-      "num_classes": num_classes,
-      "backbone_features": backbone,
-      # > 0 adds dropout to the teacher's perturbations (UA-MT's V-Net has dropout).
-      "dropout_rate": 0.0,
-      "dtype": "float32",
-    }
-  )
+  config.model = unet_model(size)
   config.pint = ml_collections.ConfigDict(
     {
       "pixel": pixel,  # PNT.
