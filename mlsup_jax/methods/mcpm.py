@@ -53,7 +53,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from mlsup_jax import losses
@@ -67,6 +66,13 @@ from mlsup_jax.nn.meta import MetaMaskNet, MetaWeightNet
 
 WEIGHTINGS = ("pixel", "image", "none")
 META_STREAM = "meta"
+
+
+def evaluation_class_names(config) -> tuple[str, ...]:
+  """`config.data.class_names`, or `class0 …` for the model's classes (at least 2)."""
+  if "class_names" in config.data:
+    return tuple(config.data.class_names)
+  return tuple(f"class{k}" for k in range(max(int(config.model.num_classes), 2)))
 
 
 class McpmMethod:
@@ -250,44 +256,8 @@ class McpmMethod:
     return {"pred": pred, "label": batch["label"]}
 
   def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
-    """Per-class overlap and surface metrics on the clean evaluation labels (module docstring)."""
+    """Per-class overlap and surface metrics on the clean evaluation labels."""
     del workdir  # No figures.
-    preds, labels = np.asarray(outputs["pred"]), np.asarray(outputs["label"])
-    num_classes = max(int(self.config.model.num_classes), 2)
-    names = (
-      tuple(self.config.data.class_names)
-      if "class_names" in self.config.data
-      else tuple(f"class{k}" for k in range(num_classes))
+    return segmentation.multiclass_report(
+      outputs["pred"], outputs["label"], evaluation_class_names(self.config)
     )
-    results, class_means = {}, {"dice": [], "iou": [], "hd95": [], "asd": []}
-    all_iou = []
-    for k in range(num_classes):
-      cases = [(p == k, t == k) for p, t in zip(preds, labels, strict=True)]
-      cases = [(p, t) for p, t in cases if p.any() or t.any()]
-      if not cases:
-        continue
-      all_iou.append(np.mean([segmentation.iou(p, t) for p, t in cases]))
-      if k == 0:
-        continue
-      per_case = {
-        "dice": [segmentation.dice(p, t) for p, t in cases],
-        "iou": [segmentation.iou(p, t) for p, t in cases],
-        "hd95": [segmentation.hd95(p, t) for p, t in cases],
-        "asd": [segmentation.asd(p, t) for p, t in cases],
-      }
-      for metric, values in per_case.items():
-        summary = segmentation.summarize(values)
-        results[f"{metric}/{names[k]}"] = summary["mean"]
-        if summary["n_inf"]:
-          results[f"{metric}/{names[k]}_num_inf"] = summary["n_inf"]
-        if np.isfinite(summary["mean"]):
-          class_means[metric].append(summary["mean"])
-    present = any(name.startswith("dice/") for name in results)
-    for metric, values in class_means.items():
-      if not present:  # No foreground anywhere: the both-empty convention (Dice 1, distance 0).
-        results[metric] = 1.0 if metric in ("dice", "iou") else 0.0
-      else:  # Surface distances of classes that are never both present are inf, not averaged.
-        results[metric] = float(np.mean(values)) if values else float("inf")
-    results["miou"] = float(np.mean(all_iou))
-    results["num_images"] = len(preds)
-    return {k: float(v) for k, v in results.items()}

@@ -68,7 +68,8 @@ from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.losses.consistency import class_probabilities, probability_mse
 from mlsup_jax.losses.pixel_maps import PIXEL_LOSSES, weighted_mean
-from mlsup_jax.methods.mcpm import McpmMethod
+from mlsup_jax.methods.mcpm import evaluation_class_names
+from mlsup_jax.metrics import segmentation
 
 PIXEL_WEIGHTINGS = ("hard", "soft")
 IMAGE_WEIGHTINGS = ("rank_linear", "rank_hard")
@@ -275,5 +276,8 @@ class PintMethod:
     return {"pred": pred, "label": batch["label"]}
 
   def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
-    """MCPM's report on the clean evaluation labels (`McpmMethod.evaluate`'s docstring)."""
-    return McpmMethod.evaluate(self, outputs, workdir)
+    """Per-class overlap and surface metrics on the clean evaluation labels (as MCPM)."""
+    del workdir  # No figures.
+    return segmentation.multiclass_report(
+      outputs["pred"], outputs["label"], evaluation_class_names(self.config)
+    )

@@ -233,3 +233,52 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
   if n == 0:
     return {"mean": float("inf"), "std": float("inf"), "n": 0, "n_inf": n_inf}
   return {"mean": float(finite.mean()), "std": float(finite.std()), "n": n, "n_inf": n_inf}
+
+
+def multiclass_report(preds, labels, class_names: Sequence[str]) -> dict[str, float]:
+  """Per-class and mean Dice / IoU / HD95 / ASD over cases of integer label maps, and mIoU.
+
+  Args:
+    preds: `[N, *spatial]` predicted labels.
+    labels: `[N, *spatial]` reference labels.
+    class_names: one name per class, background (class 0) first.
+
+  Returns:
+    `<metric>/<class>` (mean over the cases where the class is in the prediction or the
+    reference; `<metric>/<class>_num_inf` counts infinite distances, never averaged), `<metric>`
+    = mean over foreground classes, `miou` (background included) and `num_images`. With no
+    foreground anywhere, the both-empty convention: Dice / IoU 1, distances 0.
+  """
+  preds, labels = np.asarray(preds), np.asarray(labels)
+  results, class_means = {}, {"dice": [], "iou": [], "hd95": [], "asd": []}
+  all_iou = []
+  for k, name in enumerate(class_names):
+    cases = [(p == k, t == k) for p, t in zip(preds, labels, strict=True)]
+    cases = [(p, t) for p, t in cases if p.any() or t.any()]
+    if not cases:
+      continue
+    all_iou.append(np.mean([iou(p, t) for p, t in cases]))
+    if k == 0:
+      continue
+    per_case = {
+      "dice": [dice(p, t) for p, t in cases],
+      "iou": [iou(p, t) for p, t in cases],
+      "hd95": [hd95(p, t) for p, t in cases],
+      "asd": [asd(p, t) for p, t in cases],
+    }
+    for metric, values in per_case.items():
+      summary = summarize(values)
+      results[f"{metric}/{name}"] = summary["mean"]
+      if summary["n_inf"]:
+        results[f"{metric}/{name}_num_inf"] = summary["n_inf"]
+      if np.isfinite(summary["mean"]):
+        class_means[metric].append(summary["mean"])
+  present = any(key.startswith("dice/") for key in results)
+  for metric, values in class_means.items():
+    if not present:
+      results[metric] = 1.0 if metric in ("dice", "iou") else 0.0
+    else:  # Surface distances of classes that are never both present are inf, not averaged.
+      results[metric] = float(np.mean(values)) if values else float("inf")
+  results["miou"] = float(np.mean(all_iou))
+  results["num_images"] = len(preds)
+  return {k: float(v) for k, v in results.items()}
