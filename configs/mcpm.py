@@ -16,6 +16,8 @@ Options after the colon (comma-separated):
   noise=dilation|erosion|elastic  the label corruption (elastic = warp + rotation + translation
                            followed by a dilation, the paper's "ElasticDeform");
   ratio=R                  fraction r of corrupted training samples (default 0.4);
+  eval=test|val            evaluate on the test slices (default) or on disjoint validation
+                           slices (for choosing hyper-parameters);
   small                    32² images, 600 steps: a CPU-sized run (learns tests, README table);
   smoke                    a tiny run for tests.
 Memory and time of the second-order meta step: `--config.meta.meta_every=k` updates the meta
@@ -32,7 +34,9 @@ VARIANTS = {"mcpm": "pixel", "mwnet": "image", "unet": "none"}
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "small"}, values={"variant": "mcpm", "noise": "dilation", "ratio": "0.4"}
+    arg,
+    flags={"smoke", "small"},
+    values={"variant": "mcpm", "noise": "dilation", "ratio": "0.4", "eval": "test"},
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
@@ -81,7 +85,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.schedule = "constant" if smoke else "cosine"
 
   config.data = noisy_label_data(
-    size=size, noise=noise, ratio=ratio, meta_stream=VARIANTS[variant] != "none"
+    size=size,
+    noise=noise,
+    ratio=ratio,
+    meta_stream=VARIANTS[variant] != "none",
+    eval_split=values["eval"],
   )
   config.train = common.train(
     num_steps=steps,

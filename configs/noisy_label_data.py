@@ -3,7 +3,8 @@
 One pool of abdominal CT phantom slices is split by `data/corruption.py` (`noisy_labels`) into a
 clean meta role (`num_meta` slices, MCPM / MW-Net's meta set; unused by PINT, so every method
 trains on the same images) and a training role in which a fraction r of the masks is corrupted.
-Evaluation uses clean labels of separate test slices.
+Evaluation uses clean labels of separate test slices, or of separate validation slices
+(`eval_split="val"`) for choosing hyper-parameters without looking at the test split.
 """
 
 import ml_collections
@@ -49,7 +50,12 @@ def unet_model(size: str) -> ml_collections.ConfigDict:
   )
 
 
-def noisy_label_data(*, size: str, noise: str, ratio: float, meta_stream: bool):
+EVAL_SPLITS = ("test", "val")
+
+
+def noisy_label_data(
+  *, size: str, noise: str, ratio: float, meta_stream: bool, eval_split: str = "test"
+):
   """`config.data` for a noisy-label run.
 
   Args:
@@ -58,9 +64,12 @@ def noisy_label_data(*, size: str, noise: str, ratio: float, meta_stream: bool):
       paper's "ElasticDeform").
     ratio: r, the fraction of corrupted training masks.
     meta_stream: pair every training example with a clean meta example (`data.streams.meta`).
+    eval_split: "test", or "val" (disjoint phantom cases of the same size) for model selection.
   """
   if noise not in NOISES:
     raise ValueError(f"Unknown noise {noise!r}; expected one of {tuple(NOISES)}.")
+  if eval_split not in EVAL_SPLITS:
+    raise ValueError(f"Unknown eval_split {eval_split!r}; expected one of {EVAL_SPLITS}.")
   s = SIZES[size]
   image_size = s["image_size"]
   phantom = {"name": "phantom_abdomen", "image_size": image_size, "spatial_dims": 2, "seed": 0}
@@ -85,7 +94,12 @@ def noisy_label_data(*, size: str, noise: str, ratio: float, meta_stream: bool):
     {
       "train_source": {**noisy, "role": "train"},
       # The evaluation labels are clean; no OOD subtypes (their pixels would be labelled 0).
-      "eval_source": {**phantom, "split": "test", "num_cases": s["num_test"], "ood_fraction": 0.0},
+      "eval_source": {
+        **phantom,
+        "split": eval_split,
+        "num_cases": s["num_test"],
+        "ood_fraction": 0.0,
+      },
       "batch_size": s["batch"],
       "seed": 0,
       "spatial_dims": 2,

@@ -22,6 +22,8 @@ Options after the colon (comma-separated):
                              followed by a dilation);
   ratio=R                    fraction r of corrupted training images (default 0.5, the paper's
                              headline LA setting);
+  eval=test|val              evaluate on the test slices (default) or on disjoint validation
+                             slices (for choosing hyper-parameters);
   small                      32² images, 600 steps: a CPU-sized run (learns tests, README table);
   smoke                      a tiny run for tests.
 The training images are the `train` role of the same noisy pool as configs/mcpm.py (its clean meta
@@ -45,7 +47,9 @@ VARIANTS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "small"}, values={"variant": "pint", "noise": "dilation", "ratio": "0.5"}
+    arg,
+    flags={"smoke", "small"},
+    values={"variant": "pint", "noise": "dilation", "ratio": "0.5", "eval": "test"},
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
@@ -100,7 +104,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.schedule = "constant" if smoke else "cosine"
 
   # The training images are MCPM's (its clean meta role is held out, unused).
-  config.data = noisy_label_data(size=size, noise=noise, ratio=ratio, meta_stream=False)
+  config.data = noisy_label_data(
+    size=size, noise=noise, ratio=ratio, meta_stream=False, eval_split=values["eval"]
+  )
   config.train = common.train(
     num_steps=steps,
     log_every=2 if smoke else 50,

@@ -483,6 +483,16 @@ def test_config_rejects_unknown_options():
     pint_config.get_config("noise=blur")
 
 
+def test_eval_option_picks_disjoint_validation_slices():
+  test = pint_config.get_config("small").data
+  val = pint_config.get_config("small,eval=val").data
+  assert (test.eval_source.split, val.eval_source.split) == ("test", "val")
+  assert val.eval_source.num_cases == test.eval_source.num_cases
+  assert val.train_source == test.train_source
+  with pytest.raises(ValueError, match="eval_split"):
+    pint_config.get_config("eval=train")
+
+
 @pytest.mark.slow
 def test_smoke_config_trains_and_evaluates(tmp_path):
   results = trainer.train_and_evaluate(pint_config.get_config("smoke"), str(tmp_path))
