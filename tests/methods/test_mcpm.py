@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example
 
 from configs import mcpm as mcpm_config
 from mlsup_jax.core import mesh as mesh_lib
@@ -23,26 +20,6 @@ from mlsup_jax.methods.mcpm import McpmMethod
 from mlsup_jax.nn.meta import MetaMaskNet, MetaWeightNet
 
 NUM_CLASSES = 3
-
-
-class TinySegNet(nn.Module):
-  """A smooth two-layer per-pixel classifier (conv 3×3 → tanh → conv 1×1) with UNet's signature.
-
-  Smooth activations keep central differences away from kinks; every dtype is respected, so the
-  whole bilevel objective runs in float64 under `jax.enable_x64`.
-  """
-
-  num_classes: int
-  features: Sequence[int] = (4,)
-  spatial_dims: int = 2
-  dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, *, deterministic: bool = True):
-    del deterministic
-    x = jnp.tanh(nn.Conv(self.features[0], (3,) * self.spatial_dims, dtype=self.dtype)(x))
-    return nn.Conv(self.num_classes, (1,) * self.spatial_dims, dtype=self.dtype)(x)
 
 
 @pytest.fixture
@@ -69,13 +46,8 @@ def _config(
 def _batch(seed=0, size=8, batch=2, dtype=np.float32) -> dict:
   """Random noisy and clean (meta) examples: `image [B, S, S, 1]`, `label [B, S, S]`."""
   rng = np.random.default_rng(seed)
-
-  def part():
-    label = rng.integers(0, NUM_CLASSES, (batch, size, size)).astype(np.int32)
-    image = (label[..., None] + rng.normal(0, 0.5, (batch, size, size, 1))).astype(dtype)
-    return {"image": image, "label": label}
-
-  return {**part(), "meta": part()}
+  noisy = noisy_example(rng, NUM_CLASSES, size, batch, dtype)
+  return {**noisy, "meta": noisy_example(rng, NUM_CLASSES, size, batch, dtype)}
 
 
 # Inits are jitted: eager Flax init compiles every random op on its own (seconds on a CPU).
@@ -226,10 +198,6 @@ def _run_steps(method, state, batch, steps):
   return states, metrics
 
 
-def _assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
-
-
 @pytest.mark.parametrize(
   "model, backbone",
   [("test_tiny_seg", (4,)), pytest.param("unet", (4, 8), marks=pytest.mark.slow)],
@@ -241,10 +209,10 @@ def test_remat_gives_the_same_steps_as_the_plain_step(tiny_model, model, backbon
   state = jax.jit(plain.init)(jax.random.key(0), batch)
   plain_states, plain_metrics = _run_steps(plain, state, batch, 2)
   remat_states, remat_metrics = _run_steps(remat, state, batch, 2)
-  _assert_trees_close(plain_states[-1].params, remat_states[-1].params)
-  _assert_trees_close(plain_states[-1].extra, remat_states[-1].extra)
+  assert_trees_close(plain_states[-1].params, remat_states[-1].params)
+  assert_trees_close(plain_states[-1].extra, remat_states[-1].extra)
   for a, b in zip(plain_metrics, remat_metrics, strict=True):
-    _assert_trees_close(a, b)
+    assert_trees_close(a, b)
   # The meta network did move, so the comparison covers the meta update.
   moved = jax.tree.map(
     lambda x, y: float(jnp.abs(x - y).max()),
@@ -262,14 +230,14 @@ def test_meta_every_updates_the_meta_net_only_on_its_steps(tiny_model):
   (a0, a1, a2), _ = _run_steps(every2, state, batch, 3)
   (b0,), _ = _run_steps(every1, state, batch, 1)
   # Step 0 (0 % 2 == 0): exactly the plain step.
-  _assert_trees_close(a0.params, b0.params)
-  _assert_trees_close(a0.extra, b0.extra)
+  assert_trees_close(a0.params, b0.params)
+  assert_trees_close(a0.extra, b0.extra)
   # Step 1: the meta net is left alone; the real step uses the step-0 meta net.
   jax.tree.map(np.testing.assert_array_equal, a1.extra, a0.extra)
   meta = a0.extra["meta_params"]
   grads = jax.grad(lambda p: every2.weighted_loss(p, meta, batch, jax.random.key(0))[0])(a0.params)
   expected = a0.apply_gradients(grads=grads, optimizer=every2.optimizer)
-  _assert_trees_close(a1.params, expected.params)
+  assert_trees_close(a1.params, expected.params)
   # Step 2: a meta update again.
   changed = jax.tree.map(lambda x, y: bool(jnp.any(x != y)), a2.extra["meta_params"], meta)
   assert any(jax.tree.leaves(changed))
@@ -291,7 +259,7 @@ def test_unet_variant_is_plain_cross_entropy_training(tiny_model):
   expected = state.apply_gradients(
     grads=jax.grad(mean_ce)(state.params), optimizer=method.optimizer
   )
-  _assert_trees_close(new.params, expected.params)
+  assert_trees_close(new.params, expected.params)
 
 
 def test_missing_meta_stream_is_a_clear_error(tiny_model):
@@ -357,9 +325,9 @@ def test_sharded_step_matches_single_device(devices, tiny_model, variant, model,
   single_metrics, single, _ = run(devices[:1])
   for a, b in zip(sharded_metrics, single_metrics, strict=True):
     assert set(a) >= {"loss", "meta_loss", "weight_mean", "weight_noisy_pixels"}
-    _assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
-  _assert_trees_close(sharded.params, single.params, rtol=1e-5, atol=1e-6)
-  _assert_trees_close(sharded.extra, single.extra, rtol=1e-5, atol=1e-6)
+    assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
+  assert_trees_close(sharded.params, single.params, rtol=1e-5, atol=1e-6)
+  assert_trees_close(sharded.extra, single.extra, rtol=1e-5, atol=1e-6)
   # The meta network moved, so the comparison covers the sharded meta update.
   moved = jax.tree.map(
     lambda x, y: bool(np.any(x != y)), sharded.extra["meta_params"], initial_meta
@@ -389,23 +357,6 @@ def test_configs_build_and_trace(arg):
   assert jax.tree.map(jnp.shape, new_state.params) == jax.tree.map(jnp.shape, abstract.params)
   assert jax.tree.map(jnp.shape, new_state.extra) == jax.tree.map(jnp.shape, abstract.extra)
   assert all(m.shape == () for m in jax.tree.leaves(metrics))
-
-
-def test_config_rejects_unknown_options():
-  with pytest.raises(ValueError, match="variant"):
-    mcpm_config.get_config("variant=l2rw")
-  with pytest.raises(ValueError, match="noise"):
-    mcpm_config.get_config("noise=blur")
-
-
-def test_eval_option_picks_disjoint_validation_slices():
-  test = mcpm_config.get_config("small").data
-  val = mcpm_config.get_config("small,eval=val").data
-  assert (test.eval_source.split, val.eval_source.split) == ("test", "val")
-  assert val.eval_source.num_cases == test.eval_source.num_cases
-  assert val.train_source == test.train_source
-  with pytest.raises(ValueError, match="eval_split"):
-    mcpm_config.get_config("eval=train")
 
 
 @pytest.mark.slow

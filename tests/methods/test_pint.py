@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
+from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example
 
 from configs import pint as pint_config
 from mlsup_jax.core import mesh as mesh_lib
@@ -27,22 +28,6 @@ from mlsup_jax.methods.pint import PintMethod
 
 NUM_CLASSES = 3
 LN2 = math.log(2.0)
-
-
-class TinySegNet(nn.Module):
-  """conv 3×3 → tanh → conv 1×1, with UNet's constructor signature (fast to compile)."""
-
-  num_classes: int
-  features: Sequence[int] = (4,)
-  spatial_dims: int = 2
-  dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, *, deterministic: bool = True):
-    del deterministic
-    x = jnp.tanh(nn.Conv(self.features[0], (3,) * self.spatial_dims, dtype=self.dtype)(x))
-    return nn.Conv(self.num_classes, (1,) * self.spatial_dims, dtype=self.dtype)(x)
 
 
 class LabelEchoNet(nn.Module):
@@ -92,14 +77,7 @@ def _config(variant="pint", model="test_pint_tiny", backbone=(4,), num_classes=N
 
 def _batch(seed=0, size=8, batch=4) -> dict:
   """`image [B, S, S, 1]` = label + noise, `label [B, S, S]` in {0, 1, 2}."""
-  rng = np.random.default_rng(seed)
-  label = rng.integers(0, NUM_CLASSES, (batch, size, size)).astype(np.int32)
-  image = (label[..., None] + rng.normal(0, 0.5, (batch, size, size, 1))).astype(np.float32)
-  return {"image": image, "label": label}
-
-
-def _assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+  return noisy_example(np.random.default_rng(seed), NUM_CLASSES, size, batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,21 +112,21 @@ def test_train_step_updates_the_teacher_by_the_ema_formula():
   method = PintMethod(_config("pint"))
   batch = _batch()
   state = method.init(jax.random.key(0), batch)
-  _assert_trees_close(state.extra["teacher_params"], state.params, rtol=0, atol=0)
+  assert_trees_close(state.extra["teacher_params"], state.params, rtol=0, atol=0)
   step = jax.jit(method.train_step)
   s1, _ = step(state, batch, jax.random.key(1))
   # t = 0: γ = 0, the teacher becomes the updated student.
-  _assert_trees_close(s1.extra["teacher_params"], s1.params, rtol=0, atol=0)
+  assert_trees_close(s1.extra["teacher_params"], s1.params, rtol=0, atol=0)
   s2, metrics = step(s1, batch, jax.random.key(2))
   assert float(metrics["ema_decay"]) == 0.5
   expected = jax.tree.map(lambda a, b: 0.5 * a + 0.5 * b, s1.params, s2.params)
-  _assert_trees_close(s2.extra["teacher_params"], expected)
+  assert_trees_close(s2.extra["teacher_params"], expected)
   # Far into training: γ = 0.99.
   late = s2.replace(step=jnp.asarray(500, jnp.int32))
   s3, metrics = step(late, batch, jax.random.key(3))
   np.testing.assert_allclose(float(metrics["ema_decay"]), 0.99, rtol=1e-7)
   expected = jax.tree.map(lambda a, b: 0.99 * a + 0.01 * b, s2.extra["teacher_params"], s3.params)
-  _assert_trees_close(s3.extra["teacher_params"], expected)
+  assert_trees_close(s3.extra["teacher_params"], expected)
   assert not np.allclose(
     jax.tree.leaves(s3.extra["teacher_params"])[0], jax.tree.leaves(s3.params)[0]
   )
@@ -343,7 +321,7 @@ def test_both_switches_off_is_plain_cross_entropy_training():
   np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
   np.testing.assert_allclose(metrics["label_weight"], 1.0)
   assert "pseudo_label_mse" not in metrics and "uncertainty" not in metrics
-  _assert_trees_close(new.params, expected.params)
+  assert_trees_close(new.params, expected.params)
 
 
 @pytest.mark.parametrize("variant, reduces", [("pnt", True), ("pint", True), ("int", False)])
@@ -366,7 +344,7 @@ def test_a_teacher_that_agrees_with_the_labels_gives_plain_cross_entropy(variant
   if reduces:
     np.testing.assert_allclose(metrics["label_weight"], 1.0)
     np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
-    _assert_trees_close(new.params, expected.params)
+    assert_trees_close(new.params, expected.params)
   else:
     assert float(metrics["label_weight"]) < 1.0
     assert not np.allclose(float(metrics["loss"]), float(loss), rtol=1e-3)
@@ -455,9 +433,9 @@ def test_sharded_step_matches_single_device(devices, variant, model, backbone):
   single_metrics, single = run(devices[:1])
   for a, b in zip(sharded_metrics, single_metrics, strict=True):
     assert set(a) >= {"loss", "uncertainty", "pseudo_label_mse", "image_trust_corrupted"}
-    _assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
-  _assert_trees_close(sharded.params, single.params, rtol=1e-5, atol=1e-6)
-  _assert_trees_close(sharded.extra, single.extra, rtol=1e-5, atol=1e-6)
+    assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
+  assert_trees_close(sharded.params, single.params, rtol=1e-5, atol=1e-6)
+  assert_trees_close(sharded.extra, single.extra, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -474,23 +452,6 @@ def test_configs_build_and_trace(arg):
   teacher_shapes = jax.tree.map(jnp.shape, new_state.extra["teacher_params"])
   assert teacher_shapes == jax.tree.map(jnp.shape, abstract.params)
   assert all(m.shape == () for m in jax.tree.leaves(metrics))
-
-
-def test_config_rejects_unknown_options():
-  with pytest.raises(ValueError, match="variant"):
-    pint_config.get_config("variant=mt")
-  with pytest.raises(ValueError, match="noise"):
-    pint_config.get_config("noise=blur")
-
-
-def test_eval_option_picks_disjoint_validation_slices():
-  test = pint_config.get_config("small").data
-  val = pint_config.get_config("small,eval=val").data
-  assert (test.eval_source.split, val.eval_source.split) == ("test", "val")
-  assert val.eval_source.num_cases == test.eval_source.num_cases
-  assert val.train_source == test.train_source
-  with pytest.raises(ValueError, match="eval_split"):
-    pint_config.get_config("eval=train")
 
 
 @pytest.mark.slow

@@ -1,0 +1,38 @@
+"""The options shared by the noisy-label configs (configs/mcpm.py, configs/pint.py)."""
+
+import pytest
+
+from configs import mcpm as mcpm_config
+from configs import pint as pint_config
+
+CONFIGS = pytest.mark.parametrize("module", [mcpm_config, pint_config], ids=["mcpm", "pint"])
+
+
+@CONFIGS
+def test_config_rejects_unknown_options(module):
+  with pytest.raises(ValueError, match="variant"):
+    module.get_config("variant=l2rw")
+  with pytest.raises(ValueError, match="noise"):
+    module.get_config("noise=blur")
+  with pytest.raises(ValueError, match="smoke and small"):
+    module.get_config("smoke,small")
+
+
+@CONFIGS
+def test_eval_option_picks_disjoint_validation_slices(module):
+  test = module.get_config("small").data
+  val = module.get_config("small,eval=val").data
+  assert (test.eval_source.split, val.eval_source.split) == ("test", "val")
+  assert val.eval_source.num_cases == test.eval_source.num_cases
+  assert val.train_source == test.train_source
+  with pytest.raises(ValueError, match="eval_split"):
+    module.get_config("eval=train")
+
+
+@CONFIGS
+def test_both_methods_train_on_the_same_noisy_images(module):
+  """MCPM's clean meta role is held out of PINT's training set too (a fair comparison)."""
+  data = module.get_config("small,ratio=0.4").data
+  reference = mcpm_config.get_config("small,ratio=0.4").data
+  assert data.train_source == reference.train_source
+  assert data.eval_source == reference.eval_source
