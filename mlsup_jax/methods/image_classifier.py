@@ -19,10 +19,10 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import Stage
 from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
+from mlsup_jax.core.supervised import SupervisedStage
 
 
 def classification_report(
@@ -58,8 +58,11 @@ def classification_report(
   return results
 
 
-class ImageClassifierMethod:
+class ImageClassifierMethod(SupervisedStage):
   """A CNN trained with cross-entropy on `class_id` (module docstring)."""
+
+  # The init key is the params key itself (no dropout at init).
+  init_rng_names = ("params",)
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -72,35 +75,14 @@ class ImageClassifierMethod:
       dtype=jnp.dtype(m.dtype),
     )
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    self.stages = self.single_stage(config.train.num_steps)
 
-  def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
-    variables = self.model.init(rng, example_batch["image"], train=False)
-    return TrainState.create(
-      params=variables["params"],
-      optimizer=self.optimizer,
-      model_state={"batch_stats": variables["batch_stats"]},
-    )
-
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
-    """`batch: image [B, H, W, C], class_id [B]` → one cross-entropy update."""
-
-    def loss_fn(params):
-      outputs, updates = self.model.apply(
-        {"params": params, **state.model_state},
-        batch["image"],
-        train=True,
-        rngs={"dropout": rng},
-        mutable=["batch_stats"],
-      )
-      labelled = {**batch, "label": batch["class_id"]}
-      loss, metrics = losses.weighted_sum(self.config.loss, outputs=outputs, batch=labelled)
-      accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == batch["class_id"])
-      return loss, (updates, {**metrics, "accuracy": accuracy})
-
-    (loss, (updates, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=updates)
-    return state, {"loss": loss, **metrics}
+  def objective(self, outputs: dict, batch: dict):
+    """Cross-entropy on `batch: image [B, H, W, C], class_id [B]`, with the batch accuracy."""
+    labelled = {**batch, "label": batch["class_id"]}
+    loss, metrics = losses.weighted_sum(self.config.loss, outputs=outputs, batch=labelled)
+    accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == batch["class_id"])
+    return loss, {**metrics, "accuracy": accuracy}
 
   def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
     """Per-image `probabilities: [B, K]`, `features: [B, F]`, `class_id: [B]`."""

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mlsup_jax.core.method import Stage
 from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
+from mlsup_jax.core.supervised import SupervisedStage
 from mlsup_jax.losses import mask_transformer
 from mlsup_jax.nn.kmax import semantic_log_probs
 from mlsup_jax.ood import scores, segmentation_report
@@ -71,45 +71,20 @@ def build_model(config: ml_collections.ConfigDict):
   )
 
 
-class MaxQueryMethod:
+class MaxQueryMethod(SupervisedStage):
   """One supervised stage; evaluation = inlier Dice + OOD localization (module docstring)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.model = build_model(config)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    self.stages = self.single_stage(config.train.num_steps)
 
-  def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = self.model.init(
-      {"params": params_rng, "dropout": dropout_rng}, example_batch["image"], train=False
+  def objective(self, outputs: dict, batch: dict):
+    """Deep-supervised mask-transformer loss; `batch: image [B, *S, C], label [B, *S]`."""
+    return mask_transformer.deep_supervision(
+      self.config.loss, outputs=outputs, batch=batch, aux_weight=self.config.loss.aux_weight
     )
-    return TrainState.create(
-      params=variables["params"],
-      optimizer=self.optimizer,
-      model_state={"batch_stats": variables["batch_stats"]},
-    )
-
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
-    """`batch: image [B, *S, C], label [B, *S]` → updated state and scalar metrics."""
-
-    def loss_fn(params):
-      outputs, updates = self.model.apply(
-        {"params": params, **state.model_state},
-        batch["image"],
-        train=True,
-        rngs={"dropout": rng},
-        mutable=["batch_stats"],
-      )
-      loss, metrics = mask_transformer.deep_supervision(
-        self.config.loss, outputs=outputs, batch=batch, aux_weight=self.config.loss.aux_weight
-      )
-      return loss, (updates, metrics)
-
-    (loss, (updates, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=updates)
-    return state, {"loss": loss, **metrics}
 
   def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
     del rng  # Inference is deterministic.

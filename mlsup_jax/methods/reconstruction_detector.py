@@ -15,18 +15,22 @@ import jax.numpy as jnp
 import ml_collections
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import Stage
 from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
+from mlsup_jax.core.supervised import SupervisedStage
 from mlsup_jax.losses import anomaly
 from mlsup_jax.ood import detection_protocol
 
 NETWORKS = ("autoencoder", "vae")
 
 
-class ReconstructionDetector:
+class ReconstructionDetector(SupervisedStage):
   """An AE or VAE trained on ID images; the reconstruction error is the anomaly score."""
+
+  # The VAE's reparameterisation draws from the "sample" stream (there is no dropout).
+  init_rng_names = ("params", "sample")
+  step_rng_name = "sample"
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -38,36 +42,11 @@ class ReconstructionDetector:
       kwargs["latent_dim"] = m.latent_dim
     self.model = MODELS.get(m.name)(activation=m.activation, **kwargs)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    self.stages = self.single_stage(config.train.num_steps)
 
-  def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
-    params_rng, sample_rng = jax.random.split(rng)
-    variables = self.model.init(
-      {"params": params_rng, "sample": sample_rng}, example_batch["image"], train=False
-    )
-    return TrainState.create(
-      params=variables["params"],
-      optimizer=self.optimizer,
-      model_state={"batch_stats": variables.get("batch_stats", {})},
-    )
-
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
-    """`batch: image [B, H, W, C]` in [0, 1] → one reconstruction update."""
-
-    def loss_fn(params):
-      outputs, updates = self.model.apply(
-        {"params": params, **state.model_state},
-        batch["image"],
-        train=True,
-        rngs={"sample": rng},
-        mutable=["batch_stats"],
-      )
-      loss, metrics = losses.weighted_sum(self.config.loss, outputs=outputs, batch=batch)
-      return loss, (updates, metrics)
-
-    (loss, (updates, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=updates)
-    return state, {"loss": loss, **metrics}
+  def objective(self, outputs: dict, batch: dict):
+    """Reconstruction (+ KL) loss of `batch: image [B, H, W, C]` in [0, 1]."""
+    return losses.weighted_sum(self.config.loss, outputs=outputs, batch=batch)
 
   def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
     """Per-image components: `reconstruction_error` (and `vae_loss`), `ood` [B]."""

@@ -23,15 +23,15 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import Stage
 from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
+from mlsup_jax.core.supervised import SupervisedStage
 from mlsup_jax.data import patches
 from mlsup_jax.metrics import bac, segmentation
 
 
-class ScuNetMethod:
+class ScuNetMethod(SupervisedStage):
   """The SCU-Net method: one stage of supervised patch training."""
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -42,36 +42,11 @@ class ScuNetMethod:
       dtype=jnp.dtype(config.model.dtype),
     )
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    self.stages = self.single_stage(config.train.num_steps)
 
-  def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = self.model.init(
-      {"params": params_rng, "dropout": dropout_rng}, example_batch["image"], train=False
-    )
-    return TrainState.create(
-      params=variables["params"],
-      optimizer=self.optimizer,
-      model_state={"batch_stats": variables["batch_stats"]},
-    )
-
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
-    """`batch: image [B, P, P, C], label [B, P, P]` → updated state and scalar metrics."""
-
-    def loss_fn(params):
-      logits, updates = self.model.apply(
-        {"params": params, **state.model_state},
-        batch["image"],
-        train=True,
-        rngs={"dropout": rng},
-        mutable=["batch_stats"],
-      )
-      loss, metrics = losses.weighted_sum(self.config.loss, outputs={"logits": logits}, batch=batch)
-      return loss, (updates, metrics)
-
-    (loss, (updates, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=updates)
-    return state, {"loss": loss, **metrics}
+  def objective(self, outputs: jax.Array, batch: dict):
+    """`outputs`: logits `[B, P, P, 1]`; `batch: image [B, P, P, C], label [B, P, P]`."""
+    return losses.weighted_sum(self.config.loss, outputs={"logits": outputs}, batch=batch)
 
   def predict_whole_images(self, state: TrainState, images: jax.Array) -> jax.Array:
     """`images: [B, H, W, C]` → stitched probabilities `[B, H, W]`."""
