@@ -14,7 +14,9 @@ where both are silent are marked [R]. Every train step, inside one jitted functi
 2. **Pixel level (PNT)** [S]: `L_v = α_v L_seg(f_v, y_v) + (1 − α_v) L_pse(f_v, ŷ_v)` with
    `L_seg` the cross-entropy with the noisy label and `L_pse = ‖f_v − ŷ_v‖²` (f = the student's
    class probabilities; `losses/consistency.py`). `α_v` from `u_v` (NOT STATED; spec default):
-   `"hard"`: `α_v = 1[u_v < τ_t]`, `τ_t = (0.75 + 0.25 r(t, T_τ)) ln 2` [C UA-MT], where
+   `"hard"`: `α_v = 1[u_v < τ_t]`, `τ_t = (0.75 + 0.25 r(t, T_τ)) · scale` with UA-MT's binary
+   scale ln 2 [C] generalised to ln K, the entropy ceiling of K classes [R; `pint.threshold_scale`,
+   chosen on validation slices, configs/pint.py], where
    `r(t, L) = exp(−5 (1 − t/L)²)` (`core/teacher.py`) and T_τ = `threshold_rampup_steps` (UA-MT:
    the whole run); `"soft"` [R]: `α_v = sigmoid((τ_t − u_v) / s)`, which tends to the hard
    indicator as the temperature s → 0. Low uncertainty → trust the label.
@@ -146,7 +148,7 @@ class PintMethod:
   # ------------------------------------------------------------------------------- weights
 
   def threshold(self, step: jax.Array) -> jax.Array:
-    """`τ_t = (a + (1 − a) r(t, T_τ)) · scale`; the spec: a = 0.75, scale = ln 2."""
+    """`τ_t = (a + (1 − a) r(t, T_τ)) · scale`; the spec: a = 0.75, scale = ln 2 (binary)."""
     cfg = self.config.pint
     ramp = teacher.sigmoid_rampup(step, int(cfg.threshold_rampup_steps))
     start = float(cfg.threshold_start)

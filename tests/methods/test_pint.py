@@ -64,7 +64,8 @@ def _config(variant="pint", model="test_pint_tiny", backbone=(4,), num_classes=N
     config.model.name = model
     config.model.num_classes = num_classes
     config.model.backbone_features = backbone
-    config.pint.update(pint)
+    # The spec's (binary UA-MT) scale ln 2, which the expected weights below are written for.
+    config.pint.update({"threshold_scale": LN2, **pint})
   return config
 
 
@@ -225,6 +226,11 @@ def test_pixel_trust_hard_threshold_and_its_schedule():
   np.testing.assert_allclose(float(method.threshold(100)), LN2, rtol=1e-6)
   np.testing.assert_array_equal(method.pixel_trust(u, 0), [[1.0, 0.0, 0.0]])
   np.testing.assert_array_equal(method.pixel_trust(u, 100), [[1.0, 1.0, 0.0]])
+
+
+def test_threshold_scale_defaults_to_the_entropy_ceiling_ln_k():
+  config = pint_config.get_config("small")
+  assert config.pint.threshold_scale == pytest.approx(math.log(config.model.num_classes))
 
 
 def test_soft_pixel_trust_is_a_sigmoid_that_tends_to_the_hard_one():
