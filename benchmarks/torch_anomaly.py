@@ -24,7 +24,6 @@ decay of `optimizer.name == "adam"` (optax `add_decayed_weights` → `adam`), `A
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 from benchmarks.torch_anomaly_models import (
@@ -35,7 +34,7 @@ from benchmarks.torch_anomaly_models import (
   count_parameters,
 )
 from benchmarks.torch_kmax import _import_torch
-from benchmarks.torch_report import torch_report
+from benchmarks.torch_report import timed_steps, torch_report
 
 __all__ = [
   "build_cascade_vae",
@@ -221,17 +220,7 @@ def _benchmark(config, make_step, batch, warmup, iters, device, image_shape) -> 
   height, width, channels = shape = _image_shape(config, image_shape)
   images = torch.rand(batch, channels, height, width, device=dev)  # In [0, 1], as the data.
   step, model = make_step(torch, dev, images, shape)
-  cuda = dev.type == "cuda"
-  if cuda:
-    torch.cuda.reset_peak_memory_stats(dev)
-  times = []
-  for i in range(warmup + iters):
-    start = time.perf_counter()
-    step()
-    if cuda:
-      torch.cuda.synchronize(dev)
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
+  times = timed_steps(torch, dev, step, warmup=warmup, iters=iters)
   return torch_report(
     torch,
     dev,

@@ -17,12 +17,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 from benchmarks.torch_kmax_losses import deep_supervision, weighted_sum
 from benchmarks.torch_kmax_models import build_kmax, build_unet, count_parameters
-from benchmarks.torch_report import torch_report
+from benchmarks.torch_report import timed_steps, torch_report
 
 
 def _image_shape(config, image_shape: Sequence[int] | None) -> tuple[int, ...]:
@@ -78,12 +77,7 @@ def _benchmark(config, build, loss_fn, batch, warmup, iters, device, image_shape
       return torch.autocast(dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
-  cuda = dev.type == "cuda"
-  if cuda:
-    torch.cuda.reset_peak_memory_stats(dev)
-  times = []
-  for i in range(warmup + iters):
-    start = time.perf_counter()
+  def step():
     optimizer.zero_grad(set_to_none=True)
     with autocast():
       outputs = model(images)
@@ -92,10 +86,8 @@ def _benchmark(config, build, loss_fn, batch, warmup, iters, device, image_shape
     if opt.grad_clip_norm:
       torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip_norm)
     optimizer.step()
-    if cuda:
-      torch.cuda.synchronize(dev)
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
+
+  times = timed_steps(torch, dev, step, warmup=warmup, iters=iters)
   return torch_report(
     torch,
     dev,

@@ -27,14 +27,13 @@ the config. PyTorch is optional (`pip install -e .[bench]`) and imported lazily,
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 
 from benchmarks.torch_kmax import _import_torch
 from benchmarks.torch_kmax_losses import weighted_sum
 from benchmarks.torch_kmax_models import build_unet, count_parameters
 from benchmarks.torch_mcpm_models import build_meta_net
-from benchmarks.torch_report import torch_report
+from benchmarks.torch_report import timed_steps, torch_report
 
 
 def learning_rate(opt_config, num_steps: int, step: int) -> float:
@@ -246,17 +245,8 @@ def benchmark_torch_mcpm(
   data = {"image": image, "label": label}
   if meta_model is not None:
     data["meta"] = {"image": meta_image, "label": meta_label}
-  cuda = dev.type == "cuda"
-  if cuda:
-    torch.cuda.reset_peak_memory_stats(dev)
-  times = []
-  for i in range(warmup + iters):
-    start = time.perf_counter()
-    step.step(data)  # `.item()` of the metrics waits for the step, as block_until_ready.
-    if cuda:
-      torch.cuda.synchronize(dev)
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
+  # `.item()` of the metrics waits for the step, as block_until_ready.
+  times = timed_steps(torch, dev, lambda: step.step(data), warmup=warmup, iters=iters)
   report = torch_report(
     torch,
     dev,

@@ -1,9 +1,33 @@
-"""The report every PyTorch benchmark leg returns (same fields as the JAX legs' reports)."""
+"""The timing loop and the report every PyTorch benchmark leg shares (same fields as the JAX
+legs' reports)."""
 
 from __future__ import annotations
 
 import os
 import statistics
+import time
+from collections.abc import Callable
+
+
+def timed_steps(torch, dev, step: Callable[[], object], *, warmup: int, iters: int) -> list[float]:
+  """Seconds per call of `step()` for the `iters` calls after `warmup` untimed ones.
+
+  On CUDA each call is followed by a device synchronisation (the analogue of JAX's
+  `block_until_ready`) and the peak-memory counter is reset first, so `torch_report` reads the
+  peak of the timed loop.
+  """
+  cuda = dev.type == "cuda"
+  if cuda:
+    torch.cuda.reset_peak_memory_stats(dev)
+  times = []
+  for i in range(warmup + iters):
+    start = time.perf_counter()
+    step()
+    if cuda:
+      torch.cuda.synchronize(dev)
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  return times
 
 
 def torch_report(

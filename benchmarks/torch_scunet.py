@@ -26,9 +26,7 @@ probabilities, smooth 1) backward, AdamW(lr 1e-3, weight decay 0.01) step. PyTor
 
 from __future__ import annotations
 
-import time
-
-from benchmarks.torch_report import torch_report
+from benchmarks.torch_report import timed_steps, torch_report
 
 
 def build_scunet(in_channels: int = 3, num_classes: int = 1, dropout_rate: float = 0.5):
@@ -153,20 +151,14 @@ def benchmark_torch_scunet(
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
   images = torch.randn(batch, 3, size, size, device=dev)
   labels = (torch.rand(batch, 1, size, size, device=dev) < 0.1).float()
-  cuda = dev.type == "cuda"
-  if cuda:
-    torch.cuda.reset_peak_memory_stats(dev)
-  times = []
-  for i in range(warmup + iters):
-    start = time.perf_counter()
+
+  def step():
     optimizer.zero_grad(set_to_none=True)
     loss = soft_dice_loss(model(images), labels)
     loss.backward()
     optimizer.step()
-    if cuda:
-      torch.cuda.synchronize(dev)
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
+
+  times = timed_steps(torch, dev, step, warmup=warmup, iters=iters)
   return torch_report(
     torch,
     dev,
