@@ -19,6 +19,7 @@ Options after the colon (comma-separated):
   eval=test|val            evaluate on the test slices (default) or on disjoint validation
                            slices (for choosing hyper-parameters);
   small                    32² images, 600 steps: a CPU-sized run (learns tests, README table);
+  steps=N                  train N steps instead of the size's default (the cosine decay follows);
   smoke                    a tiny run for tests.
 Memory and time of the second-order meta step: `--config.meta.meta_every=k` updates the meta
 network every k steps; `--config.meta.remat=True` recomputes the virtual step in the backward.
@@ -27,7 +28,7 @@ network every k steps; `--config.meta.remat=True` recomputes the virtual step in
 import ml_collections
 
 from configs import common
-from configs.noisy_label_data import SIZES, noisy_label_data, size_name, unet_model
+from configs.noisy_label_data import noisy_label_data, run_steps, size_name, unet_model
 
 VARIANTS = {"mcpm": "pixel", "mwnet": "image", "unet": "none"}
 
@@ -36,7 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
     arg,
     flags={"smoke", "small"},
-    values={"variant": "mcpm", "noise": "dilation", "ratio": "0.4", "eval": "test"},
+    values={"variant": "mcpm", "noise": "dilation", "ratio": "0.4", "eval": "test", "steps": ""},
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
@@ -44,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ratio = float(values["ratio"])
   size = size_name(flags)
   smoke = size == "smoke"
-  steps = SIZES[size]["steps"]
+  steps = run_steps(size, values["steps"])
   meta_features = (8,) if smoke else (16, 16)
 
   config = ml_collections.ConfigDict()

@@ -34,6 +34,22 @@ def size_name(flags: set[str]) -> str:
   return "smoke" if "smoke" in flags else ("small" if "small" in flags else "default")
 
 
+def run_steps(size: str, steps_option: str) -> int:
+  """Training steps: the size's default, or the `steps=N` option (N ≥ 1) when it is given.
+
+  Everything derived from the run length (cosine decay, PINT's ramp-ups) follows this number.
+  """
+  if not steps_option:
+    return SIZES[size]["steps"]
+  try:
+    steps = int(steps_option)
+  except ValueError:
+    steps = 0
+  if steps < 1:
+    raise ValueError(f"steps must be a positive integer, got {steps_option!r}.")
+  return steps
+
+
 def unet_model(size: str) -> ml_collections.ConfigDict:
   """`config.model`: the segmentation U-Net every noisy-label method trains, sized by `size`.
 

@@ -25,6 +25,8 @@ Options after the colon (comma-separated):
   eval=test|val              evaluate on the test slices (default) or on disjoint validation
                              slices (for choosing hyper-parameters);
   small                      32² images, 600 steps: a CPU-sized run (learns tests, README table);
+  steps=N                    train N steps instead of the size's default (the cosine decay and
+                             the τ / pseudo-label ramp-ups follow);
   smoke                      a tiny run for tests.
 The training images are the `train` role of the same noisy pool as configs/mcpm.py (its clean meta
 role is left unused), so PINT and MCPM / MW-Net train on the same images with the same noise.
@@ -35,7 +37,7 @@ import math
 import ml_collections
 
 from configs import common
-from configs.noisy_label_data import SIZES, noisy_label_data, size_name, unet_model
+from configs.noisy_label_data import noisy_label_data, run_steps, size_name, unet_model
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
 
 VARIANTS = {
@@ -50,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
     arg,
     flags={"smoke", "small"},
-    values={"variant": "pint", "noise": "dilation", "ratio": "0.5", "eval": "test"},
+    values={"variant": "pint", "noise": "dilation", "ratio": "0.5", "eval": "test", "steps": ""},
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
@@ -58,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ratio = float(values["ratio"])
   size = size_name(flags)
   smoke = size == "smoke"
-  steps = SIZES[size]["steps"]
+  steps = run_steps(size, values["steps"])
   passes = 2 if smoke else 8
   pixel, image = VARIANTS[variant]
 

@@ -36,3 +36,22 @@ def test_both_methods_train_on_the_same_noisy_images(module):
   reference = mcpm_config.get_config("small,ratio=0.4").data
   assert data.train_source == reference.train_source
   assert data.eval_source == reference.eval_source
+
+
+@CONFIGS
+def test_steps_option_sets_the_run_length(module):
+  default = module.get_config("small")
+  longer = module.get_config("small,steps=2400")
+  assert (default.train.num_steps, longer.train.num_steps) == (600, 2400)
+  with pytest.raises(ValueError, match="positive integer"):
+    module.get_config("steps=0")
+  with pytest.raises(ValueError, match="positive integer"):
+    module.get_config("steps=many")
+
+
+def test_steps_option_stretches_the_pint_ramps():
+  """τ and the pseudo-label ramps follow the run length, not the size's default."""
+  default = pint_config.get_config("small").pint
+  longer = pint_config.get_config("small,steps=2400").pint
+  assert longer.threshold_rampup_steps == 4 * default.threshold_rampup_steps == 2400
+  assert longer.pseudo_label_rampup_steps == 4 * default.pseudo_label_rampup_steps
