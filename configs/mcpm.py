@@ -37,7 +37,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
     arg,
     flags={"smoke", "small"},
-    values={"variant": "mcpm", "noise": "dilation", "ratio": "0.4", "eval": "test", "steps": ""},
+    values={
+      "variant": "mcpm",
+      "noise": "dilation",
+      "ratio": "0.4",
+      "eval": "test",
+      "steps": "",
+      "target": "all",
+    },
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
@@ -53,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.variant = variant
   config.seed = 0
 
-  config.model = unet_model(size)
+  config.model = unet_model(size, values["target"])
   config.meta = ml_collections.ConfigDict(
     {
       "weighting": VARIANTS[variant],
@@ -91,6 +98,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     ratio=ratio,
     meta_stream=VARIANTS[variant] != "none",
     eval_split=values["eval"],
+    target=values["target"],
   )
   config.train = common.train(
     num_steps=steps,

@@ -11,6 +11,13 @@ import ml_collections
 
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
 
+# The segmentation target: every phantom class, or one structure as a binary task (the papers'
+# setting: LIDC nodules for MCPM, the left atrium for PINT) by merging classes before the noise.
+TARGETS = {
+  "all": (None, AbdomenPhantomSource.CLASS_NAMES),
+  "liver": ((0, 1, 1, 1, 1), ("background", "liver")),  # the liver with its tumours
+  "lesion": ((0, 0, 1, 1, 1), ("background", "lesion")),  # HCC, cyst, metastasis as one class
+}
 NOISES = {"dilation": ("dilation",), "erosion": ("erosion",), "elastic": ("elastic", "dilation")}
 # Run sizes: image side, pool, meta slices, test slices, batch, steps, U-Net widths.
 # "default": 64² (paper: 1906 train / 300 meta on LIDC; the same 1 : 6 meta share);
@@ -50,7 +57,14 @@ def run_steps(size: str, steps_option: str) -> int:
   return steps
 
 
-def unet_model(size: str) -> ml_collections.ConfigDict:
+def target_classes(target: str) -> tuple[str, ...]:
+  """The class names (background first) of the segmentation `target` (a key of `TARGETS`)."""
+  if target not in TARGETS:
+    raise ValueError(f"Unknown target {target!r}; expected one of {tuple(TARGETS)}.")
+  return tuple(TARGETS[target][1])
+
+
+def unet_model(size: str, target: str = "all") -> ml_collections.ConfigDict:
   """`config.model`: the segmentation U-Net every noisy-label method trains, sized by `size`.
 
   `dropout_rate` > 0 also perturbs PINT's teacher passes (UA-MT's V-Net has dropout).
@@ -58,7 +72,7 @@ def unet_model(size: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(
     {
       "name": "unet",
-      "num_classes": AbdomenPhantomSource.NUM_CLASSES,
+      "num_classes": len(target_classes(target)),
       "backbone_features": SIZES[size]["backbone"],
       "dropout_rate": 0.0,
       "dtype": "float32",
@@ -70,7 +84,13 @@ EVAL_SPLITS = ("test", "val")
 
 
 def noisy_label_data(
-  *, size: str, noise: str, ratio: float, meta_stream: bool, eval_split: str = "test"
+  *,
+  size: str,
+  noise: str,
+  ratio: float,
+  meta_stream: bool,
+  eval_split: str = "test",
+  target: str = "all",
 ):
   """`config.data` for a noisy-label run.
 
@@ -81,17 +101,24 @@ def noisy_label_data(
     ratio: r, the fraction of corrupted training masks.
     meta_stream: pair every training example with a clean meta example (`data.streams.meta`).
     eval_split: "test", or "val" (disjoint phantom cases of the same size) for model selection.
+    target: a key of `TARGETS`: all phantom classes, or one structure as a binary task.
   """
   if noise not in NOISES:
     raise ValueError(f"Unknown noise {noise!r}; expected one of {tuple(NOISES)}.")
   if eval_split not in EVAL_SPLITS:
     raise ValueError(f"Unknown eval_split {eval_split!r}; expected one of {EVAL_SPLITS}.")
+  class_names = target_classes(target)
+  mapping = TARGETS[target][0]
   s = SIZES[size]
   image_size = s["image_size"]
   phantom = {"name": "phantom_abdomen", "image_size": image_size, "spatial_dims": 2, "seed": 0}
+
+  def relabelled(source: dict) -> dict:
+    return source if mapping is None else {"name": "relabel", "base": source, "mapping": mapping}
+
   noisy = {
     "name": "noisy_labels",
-    "base": {**phantom, "split": "train", "num_cases": s["pool"]},
+    "base": relabelled({**phantom, "split": "train", "num_cases": s["pool"]}),
     "noise_ratio": ratio,
     "num_meta": s["num_meta"],
     "seed": 0,
@@ -110,17 +137,14 @@ def noisy_label_data(
     {
       "train_source": {**noisy, "role": "train"},
       # The evaluation labels are clean; no OOD subtypes (their pixels would be labelled 0).
-      "eval_source": {
-        **phantom,
-        "split": eval_split,
-        "num_cases": s["num_test"],
-        "ood_fraction": 0.0,
-      },
+      "eval_source": relabelled(
+        {**phantom, "split": eval_split, "num_cases": s["num_test"], "ood_fraction": 0.0}
+      ),
       "batch_size": s["batch"],
       "seed": 0,
       "spatial_dims": 2,
-      "num_classes": AbdomenPhantomSource.NUM_CLASSES,
-      "class_names": AbdomenPhantomSource.CLASS_NAMES,
+      "num_classes": len(class_names),
+      "class_names": class_names,
       "require_label": True,
       "train_transforms": ("ct_window",),
       "eval_transforms": ("ct_window",),

@@ -37,8 +37,13 @@ import math
 import ml_collections
 
 from configs import common
-from configs.noisy_label_data import noisy_label_data, run_steps, size_name, unet_model
-from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
+from configs.noisy_label_data import (
+  noisy_label_data,
+  run_steps,
+  size_name,
+  target_classes,
+  unet_model,
+)
 
 VARIANTS = {
   "pint": (True, True),
@@ -52,7 +57,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
     arg,
     flags={"smoke", "small"},
-    values={"variant": "pint", "noise": "dilation", "ratio": "0.5", "eval": "test", "steps": ""},
+    values={
+      "variant": "pint",
+      "noise": "dilation",
+      "ratio": "0.5",
+      "eval": "test",
+      "steps": "",
+      "target": "all",
+    },
   )
   variant, noise = values["variant"], values["noise"]
   if variant not in VARIANTS:
@@ -69,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.variant = variant
   config.seed = 0
 
-  config.model = unet_model(size)
+  config.model = unet_model(size, values["target"])
   config.pint = ml_collections.ConfigDict(
     {
       "pixel": pixel,  # PNT.
@@ -89,7 +101,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # on the validation slices (`:small,ratio=0.4,eval=val`, mean Dice): ln 2 0.197,
       # ln 3 0.198, ln 5 = ln K 0.331 (soft weighting 0.331); plain training 0.343.
       "threshold_start": 0.75,
-      "threshold_scale": math.log(AbdomenPhantomSource.NUM_CLASSES),
+      "threshold_scale": math.log(len(target_classes(values["target"]))),
       "threshold_rampup_steps": steps,  # UA-MT: the whole run.
       # Image level: α_i from the rank of U_i in the batch.
       "image_weighting": "rank_linear",
@@ -111,7 +123,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # The training images are MCPM's (its clean meta role is held out, unused).
   config.data = noisy_label_data(
-    size=size, noise=noise, ratio=ratio, meta_stream=False, eval_split=values["eval"]
+    size=size,
+    noise=noise,
+    ratio=ratio,
+    meta_stream=False,
+    eval_split=values["eval"],
+    target=values["target"],
   )
   config.train = common.train(
     num_steps=steps,

@@ -89,6 +89,7 @@ DATASETS = Registry(
       "mlsup_jax.data.phantoms.shifted_external:ShiftedRadiographSource"
     ),
     "index_subset": "mlsup_jax.data.subset:IndexSubsetSource",
+    "relabel": "mlsup_jax.data.relabel:RelabelSource",
   },
 )
 

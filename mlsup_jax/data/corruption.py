@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
 from scipy import ndimage
+
+from mlsup_jax.data.source_spec import as_source
 
 CORRUPTIONS = ("dilation", "erosion", "elastic")
 STRUCTURES = ("cross", "box")
@@ -236,24 +237,6 @@ class LabelCorruption:
     return label
 
 
-def _as_source(spec):
-  """A dataset config (a dict / ConfigDict with `name`, built by `build_source`) or a source."""
-  if isinstance(spec, ml_collections.ConfigDict):
-    spec = spec.to_dict()
-  if isinstance(spec, Mapping):
-    if "name" not in spec:
-      raise ValueError(f"base config needs a 'name' (a DATASETS entry), got fields {sorted(spec)}.")
-    from mlsup_jax.data.pipeline import build_source  # Deferred: pipeline imports grain and JAX.
-
-    return build_source(ml_collections.ConfigDict(dict(spec)))
-  if not (hasattr(spec, "__len__") and hasattr(spec, "__getitem__")):
-    raise ValueError(
-      f"base must be a dataset config (a dict with 'name') or a random-access source, got "
-      f"{type(spec).__name__}."
-    )
-  return spec
-
-
 class NoisyLabelSource:
   """The train (noisy) or meta (clean) role of a labelled segmentation source.
 
@@ -319,7 +302,7 @@ class NoisyLabelSource:
       max_rotation=float(max_rotation),
       max_translation=float(max_translation),
     )
-    self.base = _as_source(base)
+    self.base = as_source(base)
     self.role, self.noise_ratio, self.seed = role, float(noise_ratio), int(seed)
     self.keep_clean_label = bool(keep_clean_label)
     total = len(self.base)

@@ -22,11 +22,12 @@ does not drop an image at the 80/20 boundary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
+
+from mlsup_jax.data.source_spec import as_source
 
 PROTOCOLS = ("one_vs_rest", "rest_vs_one")
 ROLES = ("train", "val", "test")
@@ -105,26 +106,6 @@ def stratified_split(
   ranked = indices[np.argsort(position, kind="stable")]  # ties keep the shuffled order
   bounds = np.round(np.cumsum(fractions)[:-1] * len(ranked)).astype(int)
   return [np.sort(part) for part in np.split(ranked, bounds)]
-
-
-def _as_source(spec, what: str):
-  """A dataset config (a dict or ConfigDict with `name`) built by `build_source`, or a source."""
-  if isinstance(spec, ml_collections.ConfigDict):
-    spec = spec.to_dict()
-  if isinstance(spec, Mapping):
-    if "name" not in spec:
-      raise ValueError(
-        f"{what} config needs a 'name' (a DATASETS entry), got fields {sorted(spec)}."
-      )
-    from mlsup_jax.data.pipeline import build_source  # Deferred: pipeline imports grain and JAX.
-
-    return build_source(ml_collections.ConfigDict(dict(spec)))
-  if not (hasattr(spec, "__len__") and hasattr(spec, "__getitem__")):
-    raise ValueError(
-      f"{what} must be a dataset config (a dict with 'name') or a random-access source, got "
-      f"{type(spec).__name__}."
-    )
-  return spec
 
 
 def _fractions(name: str, values, count: int = 3) -> tuple[float, ...]:
@@ -206,8 +187,8 @@ class OodSplitSource:
       raise ValueError(
         f"ood_fractions[0] (train) must be 0: OOD examples never go to train, got {ood_fractions}."
       )
-    self.base = _as_source(base, "base")
-    self.inter_class = None if inter_class is None else _as_source(inter_class, "inter_class")
+    self.base = as_source(base, "base")
+    self.inter_class = None if inter_class is None else as_source(inter_class, "inter_class")
     self.protocol, self.role, self.seed = protocol, role, int(seed)
     self.fractions, self.ood_fractions = fractions, ood_fractions
     names = getattr(self.base, "class_names", None)

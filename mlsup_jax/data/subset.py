@@ -7,11 +7,12 @@ which examples each level kept) or from an inline sequence.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
+
+from mlsup_jax.data.source_spec import as_source
 
 
 class IndexSubsetSource:
@@ -37,12 +38,7 @@ class IndexSubsetSource:
   def __init__(self, base, indices: Sequence[int] | None = None, indices_file: str | None = None):
     if (indices is None) == (indices_file is None):
       raise ValueError("Give exactly one of indices and indices_file.")
-    if isinstance(base, ml_collections.ConfigDict):
-      base = base.to_dict()
-    if isinstance(base, Mapping):
-      from mlsup_jax.data.pipeline import build_source  # Deferred: pipeline imports grain.
-
-      base = build_source(ml_collections.ConfigDict(dict(base)))
+    base = as_source(base)
     self.base = base
     values = np.load(indices_file) if indices_file is not None else np.asarray(indices)
     self.indices = np.asarray(values, np.int64).reshape(-1)

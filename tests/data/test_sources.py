@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import sys
@@ -29,12 +28,6 @@ from mlsup_jax.data.validation import DataError
 def _png(path, array):
   path.parent.mkdir(parents=True, exist_ok=True)
   Image.fromarray(array).save(path)
-
-
-def _png_bytes(array):
-  buffer = io.BytesIO()
-  Image.fromarray(array).save(buffer, format="PNG")
-  return buffer.getvalue()
 
 
 def _nifti(path, array, zooms=(1.0, 1.0, 1.0)):
@@ -370,51 +363,7 @@ def test_nnunet_channel_shape_mismatch(tmp_path):
 # TfdsSource: a tiny dataset built and read without TensorFlow.
 
 
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-  """Builds `mlsup_tiny` (array_record) with TFDS alone: no TensorFlow is installed or needed.
-
-  Notes: `dataset_info_from_configs` would look for package metadata next to this file, so the
-  builder makes its `DatasetInfo` directly; `Image` features can't encode numpy arrays without
-  TensorFlow (tf.image.encode_png), so they get PNG bytes; decoding uses PIL.
-  """
-  tfds = pytest.importorskip("tensorflow_datasets")
-
-  # Unregistered: reading goes through the files on disk, as for a dataset prepared elsewhere.
-  with tfds.core.registered.skip_registration():
-
-    class MlsupTiny(tfds.core.GeneratorBasedBuilder):
-      VERSION = tfds.core.Version("1.0.0")
-
-      def _info(self):
-        features = {
-          "image": tfds.features.Image(shape=(6, 7, 1)),
-          "mask": tfds.features.Image(shape=(6, 7, 1)),
-          "label": tfds.features.ClassLabel(num_classes=3),
-          "volume": tfds.features.Tensor(shape=(4, 4, 3, 1), dtype=np.float32),
-          "name": tfds.features.Text(),
-        }
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
-
-      def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples(3), "test": self._generate_examples(2)}
-
-      def _generate_examples(self, n):
-        for i in range(n):
-          yield (
-            i,
-            {
-              "image": _png_bytes(np.full((6, 7), 50 * i, np.uint8)),
-              "mask": _png_bytes(np.full((6, 7), i, np.uint8)),
-              "label": i,
-              "volume": np.full((4, 4, 3, 1), i, np.float32),
-              "name": f"case{i}",
-            },
-          )
-
-  data_dir = tmp_path_factory.mktemp("tfds")
-  MlsupTiny(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
-  return str(data_dir)
+# `tfds_dir` (the tiny `mlsup_tiny` dataset) is a session fixture in tests/conftest.py.
 
 
 def test_tfds_source_reads_without_tensorflow(tfds_dir):

@@ -69,3 +69,26 @@ def test_loader_reads_folders_and_rejects_missing_tfds(tmp_path):
     load_labelled_images("tfds:no_such_dataset_xyz")
   with pytest.raises(DataError, match="'mnist' is not prepared in .*nothing is downloaded"):
     load_labelled_images("tfds:mnist", data_dir=str(tmp_path / "tfds"))
+
+
+def test_launch_reads_prepared_tfds_datasets(tfds_dir, tmp_path):
+  """`tfds:<name>` inputs (prepared array_record, read without TensorFlow): `mlsup_tiny` has
+  labels 0, 1, 2 in train and 0, 1 in test, so train+test holds classes 0 and 1 twice each and
+  class 2 once (below `min_class_count`, dropped). A dataset against itself: distance 0."""
+  images, labels, names = load_labelled_images(
+    "tfds:mlsup_tiny", image_size=4, split="train+test", data_dir=tfds_dir
+  )
+  assert images.shape == (5, 4, 4, 1) and names is None
+  np.testing.assert_array_equal(np.bincount(labels), [2, 2, 1])
+  out = tmp_path / "otdd.json"
+  command = [
+    sys.executable, "-m", "launch.otdd", "--dataset_a=tfds:mlsup_tiny",
+    "--dataset_b=tfds:mlsup_tiny", "--split_a=train+test", "--split_b=train+test",
+    f"--tfds_data_dir={tfds_dir}", f"--out={out}", "--image_size=4",
+  ]  # fmt: skip
+  run = subprocess.run(command, cwd=REPO, env=_one_device_env(), capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-3000:]
+  summary = json.loads(out.read_text())
+  assert summary["a"]["n"] == 5 and summary["a"]["split"] == "train+test"
+  assert summary["converged"]
+  assert summary["distance_mean"] == pytest.approx(0.0, abs=1e-3)
