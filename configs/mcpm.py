@@ -69,6 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "kernel_size": 3,
       "use_image": False,  # MCPM only; the paper's meta net reads the loss map alone.
       "hidden": 100,  # MetaWeightNet (MW-Net's VNet 1 → 100 → 1).
+      # R / mean(R) over the batch (L2RW, MLB-Seg) or MW-Net's raw R (False).
+      "normalize": False,
       "pixel_loss": "cross_entropy",
       "pixel_loss_hparams": {"label_smoothing": 0.0},
       "inner_lr": 0.0,  # 0: α = the segmentation optimizer's current lr (MW-Net).

@@ -21,8 +21,11 @@ Every train step, inside one jitted function:
 Choices (the paper is silent; MW-Net's code where it has one, spec §2):
 
 * `ℓ`: a per-pixel loss chosen by name (`config.meta.pixel_loss`, default cross-entropy,
-  `losses/pixel_maps.py`). The loss map is detached as the meta network's input, and R is not
-  normalised by its sum (MW-Net).
+  `losses/pixel_maps.py`). The loss map is detached as the meta network's input.
+* `config.meta.normalize`: R is divided by its mean over the batch (L2RW's and MLB-Seg's
+  normalisation by Σ R), so the meta network can only move weight between pixels; `False` keeps
+  MW-Net's unnormalised R, which also lets the meta network scale the whole step — early in
+  training that rewards "high loss → high weight" and the sigmoid can saturate there (README).
 * `α` (`config.meta.inner_lr`): 0 means the segmentation optimizer's current learning rate
   (MW-Net's choice); the virtual step is plain SGD (no momentum or weight decay), as MW-Net's
   `update_params`.
@@ -65,6 +68,8 @@ from mlsup_jax.metrics import segmentation
 from mlsup_jax.nn.meta import MetaMaskNet, MetaWeightNet
 
 WEIGHTINGS = ("pixel", "image", "none")
+# `meta.normalize`: the smallest batch-mean weight divided by (all weights ≈ 0 stay finite).
+NORMALIZE_FLOOR = 1e-6
 META_STREAM = "meta"
 
 
@@ -148,6 +153,10 @@ class McpmMethod:
     weights = self.meta_model.apply({"params": meta_params}, *self._meta_inputs(loss_map, image))
     if self.config.meta.weighting == "image":  # [B] → every pixel of the image.
       weights = jnp.broadcast_to(weights.reshape((-1,) + (1,) * self.spatial_dims), loss_map.shape)
+    if self.config.meta.normalize:
+      # Mean 1 over the (global) batch: the meta network decides which pixels count, not how
+      # large the step is (L2RW / MLB-Seg divide by the sum; MW-Net does not normalise).
+      weights = weights / jnp.maximum(jnp.mean(weights), NORMALIZE_FLOOR)
     return weights
 
   # ------------------------------------------------------------------------- the objectives

@@ -73,8 +73,8 @@ def _vdot(a, b):
 # The bilevel meta-gradient.
 
 
-@pytest.mark.parametrize("variant", ["mcpm", "mwnet"])
-def test_meta_gradient_matches_central_differences_in_float64(tiny_model, variant):
+@pytest.mark.parametrize("variant, normalize", [("mcpm", False), ("mwnet", False), ("mcpm", True)])
+def test_meta_gradient_matches_central_differences_in_float64(tiny_model, variant, normalize):
   """`∇_Θ L_meta(W − α ∇_W mean(R_Θ ℓ(W)))` by `jax.grad` vs central differences.
 
   Tolerance: in float64 the central difference with ε = 1e-5 has truncation error
@@ -84,7 +84,9 @@ def test_meta_gradient_matches_central_differences_in_float64(tiny_model, varian
   ≈ 1e-7 · |f| / ε ≈ 1e-2, too coarse to tell.
   """
   with jax.enable_x64(True):
-    config = _config(variant, model="test_tiny_seg", backbone=(4,), dtype="float64")
+    config = _config(
+      variant, model="test_tiny_seg", backbone=(4,), dtype="float64", normalize=normalize
+    )
     method = McpmMethod(config)
     batch = _as(_batch(dtype=np.float64), None)
     state = jax.jit(method.init)(jax.random.key(0), batch)
@@ -128,6 +130,19 @@ def test_real_step_gradient_treats_the_weights_as_constants(tiny_model):
   fixed = method.weights(meta, loss_map(state.params), batch["image"])  # Concrete numbers.
   expected = jax.grad(lambda p: jnp.mean(fixed * loss_map(p)))(state.params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8), grads, expected)
+
+
+@pytest.mark.parametrize("variant", ["mcpm", "mwnet"])
+def test_normalized_weights_have_batch_mean_one_and_keep_their_ratios(tiny_model, variant):
+  raw = McpmMethod(_config(variant, model="test_tiny_seg", backbone=(4,)))
+  normalized = McpmMethod(_config(variant, model="test_tiny_seg", backbone=(4,), normalize=True))
+  batch = _batch(batch=4)
+  state = jax.jit(raw.init)(jax.random.key(0), batch)
+  loss_map = jnp.asarray(np.random.default_rng(3).exponential(size=batch["label"].shape))
+  plain = raw.weights(state.extra["meta_params"], loss_map, batch["image"])
+  scaled = normalized.weights(state.extra["meta_params"], loss_map, batch["image"])
+  np.testing.assert_allclose(float(jnp.mean(scaled)), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(scaled, plain / jnp.mean(plain), rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
