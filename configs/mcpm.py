@@ -16,6 +16,9 @@ Options after the colon (comma-separated):
   noise=dilation|erosion|elastic  the label corruption (elastic = warp + rotation + translation
                            followed by a dilation, the paper's "ElasticDeform");
   ratio=R                  fraction r of corrupted training samples (default 0.4);
+  target=liver|lesion|all  the segmentation target: the liver with its tumours as one binary
+                           foreground (default; the papers segment one structure, e.g. LIDC
+                           nodules), the lesions as one class, or all 5 phantom classes;
   eval=test|val            evaluate on the test slices (default) or on disjoint validation
                            slices (for choosing hyper-parameters);
   small                    32² images, 600 steps: a CPU-sized run (learns tests, README table);
@@ -43,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "ratio": "0.4",
       "eval": "test",
       "steps": "",
-      "target": "all",
+      "target": "liver",
     },
   )
   variant, noise = values["variant"], values["noise"]
@@ -69,8 +72,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "kernel_size": 3,
       "use_image": False,  # MCPM only; the paper's meta net reads the loss map alone.
       "hidden": 100,  # MetaWeightNet (MW-Net's VNet 1 → 100 → 1).
-      # R / mean(R) over the batch (L2RW, MLB-Seg) or MW-Net's raw R (False).
-      "normalize": False,
+      # R / mean(R) over the batch (L2RW, MLB-Seg; MCPM) or MW-Net's raw R (its code). Chosen
+      # for MCPM on the validation slices (`:small,target=liver,eval=val`, mean Dice, seeds 0/1):
+      # normalised 0.929 / 0.919, raw 0.920 / VAL_MCPM_S1; the U-Net VAL_UNET.
+      "normalize": variant == "mcpm",
       "pixel_loss": "cross_entropy",
       "pixel_loss_hparams": {"label_smoothing": 0.0},
       "inner_lr": 0.0,  # 0: α = the segmentation optimizer's current lr (MW-Net).

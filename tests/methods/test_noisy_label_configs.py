@@ -18,12 +18,18 @@ def test_config_rejects_unknown_options(module):
     module.get_config("smoke,small")
 
 
+def _phantom(source):
+  """The phantom section under an optional `relabel` wrapper (binary targets)."""
+  return source.base if source.name == "relabel" else source
+
+
 @CONFIGS
-def test_eval_option_picks_disjoint_validation_slices(module):
-  test = module.get_config("small").data
-  val = module.get_config("small,eval=val").data
-  assert (test.eval_source.split, val.eval_source.split) == ("test", "val")
-  assert val.eval_source.num_cases == test.eval_source.num_cases
+@pytest.mark.parametrize("target", ["liver", "all"])
+def test_eval_option_picks_disjoint_validation_slices(module, target):
+  test = module.get_config(f"small,target={target}").data
+  val = module.get_config(f"small,eval=val,target={target}").data
+  assert (_phantom(test.eval_source).split, _phantom(val.eval_source).split) == ("test", "val")
+  assert _phantom(val.eval_source).num_cases == _phantom(test.eval_source).num_cases
   assert val.train_source == test.train_source
   with pytest.raises(ValueError, match="eval_split"):
     module.get_config("eval=train")
