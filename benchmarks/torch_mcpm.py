@@ -12,12 +12,13 @@ The step of `mlsup_jax/methods/mcpm.py`, written again in eager PyTorch with `to
    `torch.optim.SGD(momentum, nesterov, weight_decay)` (optax's `add_decayed_weights` → `sgd`).
 
 As in the JAX method: ℓ is the per-pixel cross-entropy; the loss map is detached as the meta
-network's input; R is not normalised; α is `config.meta.inner_lr`, or the segmentation
-optimizer's current learning rate when 0 (its constant / cosine schedule is reproduced, so α and
-the real step's lr match optax's at every step); Θ is updated on steps with `step % meta_every ==
-0` only; `weighting="none"` (the `variant=unet` baseline) is the plain weighted-loss step without
-steps 1–2. `config.meta.remat` has no PyTorch counterpart here (`torch.utils.checkpoint` does not
-compose with `torch.func` transforms); the leg reports it and times the step without.
+network's input; R is divided by its batch mean when `config.meta.normalize`; α is
+`config.meta.inner_lr`, or the segmentation optimizer's current learning rate when 0 (its constant /
+cosine schedule is reproduced, so α and the real step's lr match optax's at every step); Θ is
+updated on steps with `step % meta_every == 0` only; `weighting="none"` (the `variant=unet`
+baseline) is the plain weighted-loss step without steps 1–2. `config.meta.remat` has no PyTorch
+counterpart here (`torch.utils.checkpoint` does not compose with `torch.func` transforms); the leg
+reports it and times the step without.
 
 Networks: the U-Net of `torch_kmax_models` and the meta nets of `torch_mcpm_models`, built from
 the config. PyTorch is optional (`pip install -e .[bench]`) and imported lazily, on CPU with
@@ -34,6 +35,7 @@ from benchmarks.torch_kmax_losses import weighted_sum
 from benchmarks.torch_kmax_models import build_unet, count_parameters
 from benchmarks.torch_mcpm_models import build_meta_net
 from benchmarks.torch_report import timed_steps, torch_report
+from mlsup_jax.methods.mcpm import NORMALIZE_FLOOR
 
 
 def learning_rate(opt_config, num_steps: int, step: int) -> float:
@@ -116,9 +118,13 @@ class McpmStep:
     call = self.torch.func.functional_call
     if self.config.meta.weighting == "image":  # Per-image mean loss → one weight per image.
       w = call(self.meta_model, meta_params, (loss_map.flatten(1).mean(dim=1),))
-      return w.reshape((-1,) + (1,) * (loss_map.ndim - 1)).expand_as(loss_map)
-    image = image if self.config.meta.use_image else None
-    return call(self.meta_model, meta_params, (loss_map, image))
+      w = w.reshape((-1,) + (1,) * (loss_map.ndim - 1)).expand_as(loss_map)
+    else:
+      image = image if self.config.meta.use_image else None
+      w = call(self.meta_model, meta_params, (loss_map, image))
+    if self.config.meta.normalize:  # Batch mean 1, floored as in the JAX method.
+      w = w / w.mean().clamp_min(NORMALIZE_FLOOR)
+    return w
 
   def weighted_loss(self, params, meta_params, image, label):
     """`mean(R_Θ · ℓ(W))` → `(loss, (loss_map [B, *S], weights [B, *S]))`."""
