@@ -1,4 +1,4 @@
-"""MCPM learns under label noise: it beats the U-Net trained on the same noisy labels.
+"""MCPM and PINT learn under label noise: each beats plain training on the same noisy labels.
 
 Two `launch.train` runs (subprocesses on one CPU device, as README's commands run) of
 `configs/mcpm.py:small` — the binary liver target of the abdominal CT phantom, 40 % of the
@@ -12,9 +12,11 @@ steps it weights pixels whose noisy label differs from the clean one (`weight_no
 clean labels ride along for this diagnostic only, never trained on) less than half as much as
 the others. A meta network that learned nothing gives both the same weight.
 
-Not asserted (README, noisy-label section): PINT > plain training, which does not hold on this
-phantom (at r = 0.4 plain cross-entropy is close to the majority vote of the labels, and PINT's
-pseudo-label loss only takes supervision away from the boundary).
+PINT (`configs/pint.py:small`, same phantom and target) at its paper's headline noise, r = 0.5:
+(3) PINT's Dice is higher than plain training's (`variant=none`: the same loop, optimizer and
+data with the EMA teacher unused). Not asserted (README, noisy-label section): PINT > plain at
+r = 0.4, which is a tie on this phantom (below 50 % noise plain cross-entropy already follows the
+majority label at the rim).
 """
 
 import json
@@ -50,5 +52,17 @@ def test_mcpm_beats_the_unet_on_noisy_labels_and_down_weights_corrupted_pixels(t
   assert noisy < RATIO_MAX * clean
 
 
-# Measured on these runs (README): MEASURED. The weight ratio is the mechanism, with a margin.
+def test_pint_beats_plain_training_at_half_noise(tmp_path):
+  plain, _ = _train(tmp_path, "plain", "configs/pint.py:small,variant=none,ratio=0.5")
+  pint, _ = _train(tmp_path, "pint", "configs/pint.py:small,ratio=0.5")
+  print(f"Dice: PINT {pint['dice']:.3f}, plain {plain['dice']:.3f}")
+  assert pint["dice"] > plain["dice"]
+  assert pint["asd"] < plain["asd"]
+
+
+# Measured on these runs (README; 2-core CPU): Dice MCPM 0.927 vs U-Net 0.884 (seeds 1 / 2:
+# 0.913 vs 0.870, 0.923 vs 0.899); mean meta weight of corrupted vs clean pixels over the last 150
+# steps 0.090 vs 1.083 (ratio 0.08; seeds 1 / 2: 0.15, 0.12). The ratio bound leaves a wide margin.
+# PINT vs plain at r = 0.5: Dice 0.858 vs 0.840, ASD 0.97 vs 1.09 (seeds 1 / 2: Dice 0.856 vs
+# 0.843, 0.858 vs 0.826).
 RATIO_MAX = 0.5
