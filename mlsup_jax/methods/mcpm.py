@@ -143,7 +143,8 @@ class McpmMethod:
     return (loss_map, image if self.config.meta.use_image else None)
 
   def weights(self, meta_params, loss_map: jax.Array, image: jax.Array) -> jax.Array:
-    """Weights `[B, *S]` in [0, 1] of the pixels of `loss_map: [B, *S]` (`image: [B, *S, C]`).
+    """Weights `[B, *S]` of the pixels of `loss_map: [B, *S]` (`image: [B, *S, C]`): in [0, 1],
+    or ≥ 0 with batch mean 1 under `meta.normalize`.
 
     The loss map is detached: the weights depend on Θ only, never on W through ℓ.
     """

@@ -181,14 +181,21 @@ def test_meta_weight_net_is_mwnets_vnet():
 
 
 @pytest.mark.parametrize("variant", ["mcpm", "mwnet", "unet"])
-def test_method_weights_have_the_loss_map_shape(tiny_model, variant):
-  method = McpmMethod(_config(variant, model="test_tiny_seg", backbone=(4,), use_image=True))
+@pytest.mark.parametrize("normalize", [False, True])
+def test_method_weights_have_the_loss_map_shape(tiny_model, variant, normalize):
+  method = McpmMethod(
+    _config(variant, model="test_tiny_seg", backbone=(4,), use_image=True, normalize=normalize)
+  )
   batch = _batch(batch=3)
   state = jax.jit(method.init)(jax.random.key(0), batch)
   loss_map = jnp.asarray(np.random.default_rng(0).exponential(1.0, (3, 8, 8)), jnp.float32)
   weights = method.weights(state.extra.get("meta_params"), loss_map, batch["image"])
   assert weights.shape == (3, 8, 8)
-  assert float(weights.min()) >= 0.0 and float(weights.max()) <= 1.0
+  assert float(weights.min()) >= 0.0
+  if normalize and variant != "unet":  # Batch mean 1 (the baseline's weights are all 1).
+    np.testing.assert_allclose(float(jnp.mean(weights)), 1.0, rtol=1e-6)
+  else:  # The meta nets end in a sigmoid.
+    assert float(weights.max()) <= 1.0
   per_image_spread = jnp.ptp(weights.reshape(3, -1), axis=1)
   if variant == "mwnet":  # One weight per image.
     np.testing.assert_array_equal(per_image_spread, 0.0)
