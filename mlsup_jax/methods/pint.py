@@ -14,12 +14,15 @@ where both are silent are marked [R]. Every train step, inside one jitted functi
 2. **Pixel level (PNT)** [S]: `L_v = α_v L_seg(f_v, y_v) + (1 − α_v) L_pse(f_v, ŷ_v)` with
    `L_seg` the cross-entropy with the noisy label and `L_pse = ‖f_v − ŷ_v‖²` (f = the student's
    class probabilities; `losses/consistency.py`). `α_v` from `u_v` (NOT STATED; spec default):
-   `"hard"`: `α_v = 1[u_v < τ_t]`, `τ_t = (0.75 + 0.25 r(t, T_τ)) · scale` with UA-MT's binary
-   scale ln 2 [C] generalised to ln K, the entropy ceiling of K classes [R; `pint.threshold_scale`,
-   chosen on validation slices, configs/pint.py], where
-   `r(t, L) = exp(−5 (1 − t/L)²)` (`core/teacher.py`) and T_τ = `threshold_rampup_steps` (UA-MT:
-   the whole run); `"soft"` [R]: `α_v = sigmoid((τ_t − u_v) / s)`, which tends to the hard
-   indicator as the temperature s → 0. Low uncertainty → trust the label.
+   `"hard"`: `α_v = 1[u_v < τ_t]`, `τ_t = (a + (b − a) r(t, T_τ)) · scale` with UA-MT's binary
+   scale ln 2 [C] generalised to ln K, the entropy ceiling of K classes [R; `pint.threshold_scale`],
+   `r(t, L) = exp(−5 (1 − t/L)²)` (`core/teacher.py`) and T_τ = `threshold_rampup_steps`. UA-MT
+   ramps a = 0.75 → b = 1 over the whole run [C]; our default holds τ = 0.75 ln K constant
+   (a = b = 0.75, `pint.threshold_start` / `threshold_end`) [R; chosen on validation slices,
+   configs/pint.py]: at b = 1, τ reaches the entropy ceiling, so `α_v = 1` at (almost) every pixel
+   and the pixel level switches itself off as training ends. `"soft"` [R]:
+   `α_v = sigmoid((τ_t − u_v) / s)`, which tends to the hard indicator as the temperature s → 0.
+   Low uncertainty → trust the label.
 3. **Image level (INT)** [S]: `U_i = (1/N_i) Σ_v u_v`, `L_i = α_i L_seg,i + (1 − α_i) L_pse,i`.
    `α_i` from the rank of `U_i` in the (global) batch [R; the spec asks to document it]: with
    `ρ_i ∈ {0, …, B−1}` the rank in increasing `U` (ties by position), `"rank_linear"`:
@@ -148,11 +151,11 @@ class PintMethod:
   # ------------------------------------------------------------------------------- weights
 
   def threshold(self, step: jax.Array) -> jax.Array:
-    """`τ_t = (a + (1 − a) r(t, T_τ)) · scale`; the spec: a = 0.75, scale = ln 2 (binary)."""
+    """`τ_t = (a + (b − a) r(t, T_τ)) · scale`; UA-MT: a = 0.75, b = 1, scale = ln 2 (binary)."""
     cfg = self.config.pint
     ramp = teacher.sigmoid_rampup(step, int(cfg.threshold_rampup_steps))
-    start = float(cfg.threshold_start)
-    return (start + (1.0 - start) * ramp) * float(cfg.threshold_scale)
+    start, end = float(cfg.threshold_start), float(cfg.threshold_end)
+    return (start + (end - start) * ramp) * float(cfg.threshold_scale)
 
   def pixel_trust(self, uncertainty: jax.Array, step: jax.Array) -> jax.Array:
     """Step 2: `α_v` `[B, *S]` in [0, 1] from `u: [B, *S]` (hard or soft threshold)."""

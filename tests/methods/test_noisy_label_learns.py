@@ -12,10 +12,12 @@ steps it weights pixels whose noisy label differs from the clean one (`weight_no
 clean labels ride along for this diagnostic only, never trained on) less than half as much as
 the others. A meta network that learned nothing gives both the same weight.
 
-PINT (`configs/pint.py:small`, same phantom and target) at its paper's headline noise, r = 0.5:
-(3) PINT's Dice is higher than plain training's (`variant=none`: the same loop, optimizer and
-data with the EMA teacher unused). Not asserted (README, noisy-label section): PINT > plain at
-r = 0.4, which is a tie on this phantom (below 50 % noise plain cross-entropy already follows the
+PINT (`configs/pint.py:small`, same phantom, target and r = 0.4) trained for 3000 steps, long
+enough for plain training to memorise the noisy masks (its validation Dice falls from 0.904 at 600
+steps to 0.849): (3) PINT's Dice and mIoU are higher and its ASD lower than plain training's
+(`variant=none`: the same loop, optimizer and data with the EMA teacher unused). Not asserted
+(README, noisy-label section): PINT > plain at 600 steps and r = 0.4, which is a tie on this
+phantom (PINT ahead in 2 of 3 seeds; below 50 % noise plain cross-entropy already follows the
 majority label at the rim).
 """
 
@@ -52,17 +54,19 @@ def test_mcpm_beats_the_unet_on_noisy_labels_and_down_weights_corrupted_pixels(t
   assert noisy < RATIO_MAX * clean
 
 
-def test_pint_beats_plain_training_at_half_noise(tmp_path):
-  plain, _ = _train(tmp_path, "plain", "configs/pint.py:small,variant=none,ratio=0.5")
-  pint, _ = _train(tmp_path, "pint", "configs/pint.py:small,ratio=0.5")
+def test_pint_beats_plain_training_when_plain_training_memorises_the_noise(tmp_path):
+  config = "configs/pint.py:small,ratio=0.4,steps=3000"
+  plain, _ = _train(tmp_path, "plain", f"{config},variant=none")
+  pint, _ = _train(tmp_path, "pint", config)
   print(f"Dice: PINT {pint['dice']:.3f}, plain {plain['dice']:.3f}")
   assert pint["dice"] > plain["dice"]
+  assert pint["miou"] > plain["miou"]
   assert pint["asd"] < plain["asd"]
 
 
 # Measured on these runs (README; 2-core CPU): Dice MCPM 0.927 vs U-Net 0.884 (seeds 1 / 2:
 # 0.913 vs 0.870, 0.923 vs 0.899); mean meta weight of corrupted vs clean pixels over the last 150
 # steps 0.090 vs 1.083 (ratio 0.08; seeds 1 / 2: 0.15, 0.12). The ratio bound leaves a wide margin.
-# PINT vs plain at r = 0.5: Dice 0.858 vs 0.840, ASD 0.97 vs 1.09 (seeds 1 / 2: Dice 0.856 vs
-# 0.843, 0.858 vs 0.826).
+# PINT vs plain at r = 0.4, 3000 steps: Dice 0.866 vs 0.847, mIoU 0.834 vs 0.812, ASD 0.89 vs 1.04
+# (seeds 1 / 2: Dice 0.867 vs 0.824, 0.874 vs 0.854; mIoU 0.836 vs 0.784, 0.844 vs 0.820).
 RATIO_MAX = 0.5

@@ -64,8 +64,8 @@ def _config(variant="pint", model="test_pint_tiny", backbone=(4,), num_classes=N
     config.model.name = model
     config.model.num_classes = num_classes
     config.model.backbone_features = backbone
-    # The spec's (binary UA-MT) scale ln 2, which the expected weights below are written for.
-    config.pint.update({"threshold_scale": LN2, **pint})
+    # UA-MT's binary schedule (0.75 → 1) · ln 2, which the expected weights below are written for.
+    config.pint.update({"threshold_scale": LN2, "threshold_end": 1.0, **pint})
   return config
 
 
@@ -228,9 +228,12 @@ def test_pixel_trust_hard_threshold_and_its_schedule():
   np.testing.assert_array_equal(method.pixel_trust(u, 100), [[1.0, 1.0, 0.0]])
 
 
-def test_threshold_scale_defaults_to_the_entropy_ceiling_ln_k():
+def test_threshold_defaults_to_a_constant_three_quarters_of_the_entropy_ceiling_ln_k():
   config = pint_config.get_config("small")
   assert config.pint.threshold_scale == pytest.approx(math.log(config.model.num_classes))
+  method = PintMethod(config)
+  for step in (0, 300, 600):
+    np.testing.assert_allclose(float(method.threshold(step)), 0.75 * LN2, rtol=1e-6)
 
 
 def test_soft_pixel_trust_is_a_sigmoid_that_tends_to_the_hard_one():
