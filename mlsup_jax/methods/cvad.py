@@ -173,7 +173,7 @@ class CvadMethod:
       "cvae_loss": anomaly.cvae_example_loss(outputs, image, **cvae_hparams),
       "reconstruction_error": anomaly.reconstruction_error(outputs["reconstruction"], image),
       "probability": jax.nn.sigmoid(logits),
-      "ood": batch["ood"],
+      **detection_protocol.image_labels(batch),
     }
 
   def score_functions(self) -> dict:

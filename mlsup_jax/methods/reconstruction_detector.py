@@ -55,7 +55,7 @@ class ReconstructionDetector(SupervisedStage):
     outputs = self.model.apply({"params": state.params, **state.model_state}, image, train=False)
     result = {
       "reconstruction_error": anomaly.reconstruction_error(outputs["reconstruction"], image),
-      "ood": batch["ood"],
+      **detection_protocol.image_labels(batch),
     }
     if "mu" in outputs:
       hparams = self.config.loss.vae.to_dict()

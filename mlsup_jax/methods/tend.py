@@ -230,7 +230,7 @@ class TendMethod:
       "probability": jax.nn.sigmoid(cls["logit"]),
       "distance": anomaly.squared_distance(cls["features"], state.extra["centre"]),
       "reconstruction_error": anomaly.reconstruction_error(ae["reconstruction"], image),
-      "ood": batch["ood"],
+      **detection_protocol.image_labels(batch),
     }
 
   def score_functions(self) -> dict:

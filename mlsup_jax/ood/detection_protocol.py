@@ -36,6 +36,18 @@ Components = Mapping[str, np.ndarray]
 ScoreFn = Callable[[Components, Components], np.ndarray]
 
 
+def image_labels(batch: Mapping) -> dict:
+  """The per-image labels an `eval_step` passes through with its score components.
+
+  `ood [B]` always; `class_id [B]` (the image's class in the source, e.g. which finding an
+  abnormal radiograph has) when the batch carries it, so results can be broken down by class.
+  """
+  labels = {"ood": batch["ood"]}
+  if "class_id" in batch:
+    labels["class_id"] = batch["class_id"]
+  return labels
+
+
 @dataclasses.dataclass(frozen=True)
 class MinMax:
   """`(x − low) / (high − low)`, fitted on a reference set (the thesis's score scaling)."""
@@ -161,8 +173,8 @@ def report(
   """A detector's `evaluate`: every score under `eval_config.protocol`, flattened around
   `eval_config.score`; under the clean protocol the transductive numbers are added as
   `transductive/<score>/<metric>` (thesis-comparable, same evaluation pass). With a `workdir`,
-  the test scores (`<prefix>_scores.npz`) and, when `eval_config.save_figures`, their ROC / PR
-  curves (`<prefix>_roc.png`).
+  the test scores (`<prefix>_scores.npz`, with `ood` and, when present, `class_id`) and, when
+  `eval_config.save_figures`, their ROC / PR curves (`<prefix>_roc.png`).
   """
   reports, test_scores = evaluate_scores(outputs, score_fns, eval_config.protocol)
   results = flatten_reports(reports, main=eval_config.score)
@@ -172,7 +184,10 @@ def report(
       results.update({f"transductive/{name}/{k}": v for k, v in metrics.items()})
   if workdir is not None and jax.process_index() == 0:
     labels = np.asarray(outputs["ood"])
-    np.savez(os.path.join(workdir, f"{prefix}_scores.npz"), ood=labels, **test_scores)
+    saved = dict(test_scores, ood=labels)
+    if "class_id" in outputs:
+      saved["class_id"] = np.asarray(outputs["class_id"])
+    np.savez(os.path.join(workdir, f"{prefix}_scores.npz"), **saved)
     if eval_config.save_figures:
       from mlsup_jax.viz import ood as ood_viz  # matplotlib only when figures are written
 

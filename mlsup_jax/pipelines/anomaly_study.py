@@ -9,7 +9,8 @@ place of the abnormal radiographs) in `workdir/<run>/inter_<modality>`, then wri
 1. intra-class OOD (the abnormal radiographs): FPR, TPR, DIFF = TPR − FPR at the G-mean
    threshold, AUROC, accuracy and F1 under the clean protocol (threshold and normalisation from
    the validation split), plus DIFF / AUROC under the thesis's transductive protocol;
-2. inter-class OOD: AUROC per modality (Table 4.8's layout).
+2. inter-class OOD: AUROC per modality (Table 4.8's layout);
+3. intra-class AUROC per OOD class (each finding alone against the ID test images).
 
 The AutoEncoder row is TEND's stage-1 network (the same AE as `configs/reconstruction_detector.py`);
 pchVAE is CVAD's generator alone.
@@ -30,6 +31,7 @@ import numpy as np
 from mlsup_jax.core import evaluation, trainer
 from mlsup_jax.data.distortions import UNSEEN_TRANSFORMS
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES
+from mlsup_jax.metrics import ood as ood_metrics
 from mlsup_jax.pipelines import unseen_transforms
 
 # (row name, run, score) in the thesis's row order (Tables 4.3 and 4.7).
@@ -117,6 +119,33 @@ def build_tables(
   return {"intra_class": intra, "inter_class_auroc": inter_table}
 
 
+def per_class_auroc(workdir: str, class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+  """Intra-class AUROC of every row against each OOD class alone (e.g. one finding).
+
+  From each run's `<run>_scores.npz` (test scores, `ood`, `class_id`): for OOD class c, the ID
+  test images vs the OOD test images of class c. Rows whose scores file has no `class_id` are
+  left out.
+
+  Returns:
+    row → {class name → AUROC}.
+  """
+  table = {}
+  for row, run, score in ROWS:
+    path = os.path.join(workdir, run, f"{run}_scores.npz")
+    if not os.path.exists(path):
+      continue
+    with np.load(path) as saved:
+      if score not in saved or "class_id" not in saved:
+        continue
+      scores, ood, class_ids = saved[score], saved["ood"].astype(bool), saved["class_id"]
+    table[row] = {}
+    for class_id in np.unique(class_ids[ood]):
+      keep = ~ood | (class_ids == class_id)
+      name = class_names[class_id] if class_id < len(class_names) else f"class {class_id}"
+      table[row][name] = ood_metrics.auroc(scores[keep], ood[keep])
+  return table
+
+
 def check_claims(tables: dict) -> dict[str, bool | None]:
   """`"A > B"` → whether A's intra-class AUROC beats B's (None when a row is missing)."""
   intra = tables["intra_class"]
@@ -146,6 +175,18 @@ def render_markdown(tables: dict, claims: dict) -> str:
       _markdown(
         ["method"] + modalities,
         [[row] + [_fmt(v.get(m)) for m in modalities] for row, v in inter.items() if v],
+      ),
+    ]
+  per_class = tables.get("per_class_auroc", {})
+  classes = list(dict.fromkeys(c for v in per_class.values() for c in v))
+  if classes:
+    parts += [
+      "",
+      "### Intra-class AUROC per OOD class (the ID test images vs that class's test images)",
+      "",
+      _markdown(
+        ["method"] + classes,
+        [[row] + [_fmt(v.get(c)) for c in classes] for row, v in per_class.items()],
       ),
     ]
   unseen = tables.get("unseen_acc", {})
@@ -222,6 +263,8 @@ def run_study(
       for run, config in configs.items()
     }
   tables = build_tables(results, inter)
+  class_names = tuple(next(iter(configs.values())).data.get("class_names") or ())
+  tables["per_class_auroc"] = per_class_auroc(workdir, class_names)
   if unseen:
     tables["unseen_acc"] = unseen_transforms.evaluate_unseen(
       configs, results, workdir, ROWS, names=unseen

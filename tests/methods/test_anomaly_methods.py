@@ -164,5 +164,5 @@ def test_cvad_discriminator_stage_leaves_the_generator_unchanged():
   )
   assert np.isfinite(float(metrics["loss/discriminator_bce"]))
   outputs = jax.jit(setup.method.eval_step)(state, batch, setup.eval_rng)
-  assert set(outputs) == {"cvae_loss", "reconstruction_error", "probability", "ood"}
+  assert set(outputs) == {"cvae_loss", "reconstruction_error", "probability", "ood", "class_id"}
   assert all(v.shape == (batch["image"].shape[0],) for v in outputs.values())

@@ -50,3 +50,9 @@ def test_study_reports_acc_on_unseen_transformations(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in row.values())
   assert "### ACC on unseen transformations" in study["markdown"]
   assert (tmp_path / "tend" / "unseen_gaussian_blur" / "tend_scores.npz").exists()
+  # The test pass carries each image's class, so the findings are scored one by one.
+  per_class = study["tables"]["per_class_auroc"]
+  assert set(per_class) == set(acc)
+  for row in per_class.values():
+    assert row and set(row) <= {"opacity", "nodule", "effusion", "cardiomegaly"}
+    assert all(0.0 <= v <= 1.0 for v in row.values())
