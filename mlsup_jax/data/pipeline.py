@@ -165,10 +165,8 @@ def eval_batches(
   """
   source = build_source(data_config[source_key])
   dataset = _validated(source, data_config[source_key], data_config)
-  # Random evaluation transforms (e.g. `unseen_transform_image`) are seeded per example index;
-  # evaluation-only configs (no training stream) may leave `seed` out.
-  seed = data_config.get("seed", 0)
-  dataset = _transformed(dataset, data_config.eval_transforms, data_config, seed + 2)
+  # Random evaluation transforms (e.g. `unseen_transform_image`) are seeded per example index.
+  dataset = _transformed(dataset, data_config.eval_transforms, data_config, data_config.seed + 2)
   local = _local_batch_size(batch_size)
   # Every process runs the same number of batches (global arrays need it): pad with invalid ones.
   per_process = -(-len(source) // jax.process_count())

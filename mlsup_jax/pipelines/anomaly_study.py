@@ -129,15 +129,22 @@ def per_class_auroc(workdir: str, class_names: Sequence[str]) -> dict[str, dict[
   Returns:
     row → {class name → AUROC}.
   """
+  saved = {}  # run → its scores file's arrays, read once (several rows share a run)
+  for run in dict.fromkeys(run for _, run, _ in ROWS):
+    path = os.path.join(workdir, run, f"{run}_scores.npz")
+    if os.path.exists(path):
+      with np.load(path) as arrays:
+        if "class_id" in arrays:
+          saved[run] = dict(arrays)
   table = {}
   for row, run, score in ROWS:
-    path = os.path.join(workdir, run, f"{run}_scores.npz")
-    if not os.path.exists(path):
+    if run not in saved or score not in saved[run]:
       continue
-    with np.load(path) as saved:
-      if score not in saved or "class_id" not in saved:
-        continue
-      scores, ood, class_ids = saved[score], saved["ood"].astype(bool), saved["class_id"]
+    scores, ood, class_ids = (
+      saved[run][score],
+      saved[run]["ood"].astype(bool),
+      saved[run]["class_id"],
+    )
     table[row] = {}
     for class_id in np.unique(class_ids[ood]):
       keep = ~ood | (class_ids == class_id)
@@ -263,7 +270,7 @@ def run_study(
       for run, config in configs.items()
     }
   tables = build_tables(results, inter)
-  class_names = tuple(next(iter(configs.values())).data.get("class_names") or ())
+  class_names = tuple(next(iter(configs.values())).data.class_names)
   tables["per_class_auroc"] = per_class_auroc(workdir, class_names)
   if unseen:
     tables["unseen_acc"] = unseen_transforms.evaluate_unseen(

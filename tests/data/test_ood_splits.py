@@ -259,6 +259,7 @@ def test_eval_pipeline_batches_carry_the_ood_flag():
       "num_classes": None,
       "require_label": False,
       "eval_transforms": (),
+      "seed": 0,
     }
   )
   source = build_source(data.eval_source)
