@@ -1,28 +1,41 @@
 """The data section shared by the anomaly detectors (TEND, CVAD, AE / VAE baselines).
 
-ID and OOD images come from one labelled chest-radiograph phantom split by
-`data/ood_splits.py`: one-vs-rest (ID = normal, intra-class OOD = the four subtle abnormal
-classes) or rest-vs-one. ID images are split 70 / 10 / 20 into train / val / test; OOD images
-half into val, half into test. The clean protocol fits thresholds and score normalisation on
-val (`calibration_source`) and reports on test (`eval_source`).
+ID and OOD images come from one labelled phantom split by `data/ood_splits.py`: the chest
+radiographs (`dataset=radiograph`; one-vs-rest: ID = normal, intra-class OOD = the four subtle
+abnormal classes) or the IVC-filter radiographs (`dataset=ivc_filter`; ID = the
+`conical_hooked` design, OOD = the seven other designs), or rest-vs-one. ID images are split
+70 / 10 / 20 into train / val / test; OOD images half into val, half into test. The clean
+protocol fits thresholds and score normalisation on val (`calibration_source`) and reports on
+test (`eval_source`).
 """
 
 import ml_collections
 
-from mlsup_jax.data.phantoms.radiograph import CLASS_NAMES, DEFAULT_CLASS_WEIGHTS
+from mlsup_jax.data.phantoms import ivc_filter, radiograph
 
 ID_FRACTIONS = (0.7, 0.1, 0.2)
 OOD_FRACTIONS = (0.0, 0.5, 0.5)
 
 
-def radiograph_data(
-  *, smoke: bool, full: bool, rest_vs_one: bool, batch_size: int
+# dataset= option → (registered source name, class names, default class weights).
+PHANTOMS = {
+  "radiograph": ("phantom_radiograph", radiograph.CLASS_NAMES, radiograph.DEFAULT_CLASS_WEIGHTS),
+  "ivc_filter": ("phantom_ivc_filter", ivc_filter.CLASS_NAMES, ivc_filter.DEFAULT_CLASS_WEIGHTS),
+}
+
+
+def phantom_data(
+  dataset: str, *, smoke: bool, full: bool, rest_vs_one: bool, batch_size: int
 ) -> ml_collections.ConfigDict:
-  """`config.data` for the radiograph phantom under the one-vs-rest / rest-vs-one protocol."""
+  """`config.data` for a phantom of `PHANTOMS` under the one-vs-rest / rest-vs-one protocol.
+
+  Class 0 is ID under one-vs-rest (normal; the `conical_hooked` filter).
+  """
+  name, class_names, class_weights = PHANTOMS[dataset]
   image_size = 32 if smoke else (256 if full else 64)
   num_cases = 96 if smoke else (20000 if full else 1500)
   base = {
-    "name": "phantom_radiograph",
+    "name": name,
     "split": "train",
     "num_cases": num_cases,
     "seed": 0,
@@ -31,13 +44,13 @@ def radiograph_data(
   split = {
     "name": "ood_split",
     "base": base,
-    "id_classes": (0,),  # normal
+    "id_classes": (0,),
     "protocol": "rest_vs_one" if rest_vs_one else "one_vs_rest",
     "seed": 0,
     "fractions": ID_FRACTIONS,
     "ood_fractions": OOD_FRACTIONS,
   }
-  id_share = DEFAULT_CLASS_WEIGHTS[0] / sum(DEFAULT_CLASS_WEIGHTS)
+  id_share = class_weights[0] / sum(class_weights)
   if rest_vs_one:
     id_share = 1.0 - id_share
   return ml_collections.ConfigDict(
@@ -51,7 +64,7 @@ def radiograph_data(
       "seed": 0,
       "spatial_dims": 2,
       "num_classes": None,
-      "class_names": CLASS_NAMES,
+      "class_names": class_names,
       "require_label": False,
       "train_transforms": (),
       "eval_transforms": (),
@@ -99,16 +112,16 @@ def pydicom_data(*, batch_size: int) -> ml_collections.ConfigDict:
   )
 
 
-DATASETS = ("radiograph", "pydicom")
+DATASETS = (*PHANTOMS, "pydicom")
 
 
 def anomaly_data(
   dataset: str, *, smoke: bool, full: bool, rest_vs_one: bool
 ) -> ml_collections.ConfigDict:
   """`config.data` of the `dataset=` option shared by the anomaly configs."""
-  if dataset == "radiograph":
-    return radiograph_data(
-      smoke=smoke, full=full, rest_vs_one=rest_vs_one, batch_size=8 if smoke else 32
+  if dataset in PHANTOMS:
+    return phantom_data(
+      dataset, smoke=smoke, full=full, rest_vs_one=rest_vs_one, batch_size=8 if smoke else 32
     )
   if dataset == "pydicom":
     return pydicom_data(batch_size=8)

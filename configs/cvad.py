@@ -10,7 +10,8 @@ The public code's branch (flatten → FC, ≈ 0.7 B parameters at 256²) / the t
 
 Options after the colon: `smoke` (tiny, for tests), `full` (the thesis's 256² images;
 accelerators), `rest_vs_one` (ID = every abnormal class, OOD = normal),
-`dataset=radiograph|pydicom` (pydicom: the real-DICOM check — ID = the ultrasound frames inside
+`dataset=radiograph|ivc_filter|pydicom` (ivc_filter: the IVC-filter phantom, ID = one filter
+design, OOD = the seven others; pydicom: the real-DICOM check — ID = the ultrasound frames inside
 the pydicom wheel, OOD = its MR and CT images; transductive protocol).
 """
 

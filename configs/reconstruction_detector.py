@@ -5,8 +5,9 @@ Train and evaluate:
   python -m launch.train --config=configs/reconstruction_detector.py --workdir=runs/ae
 
 Options after the colon: `network=autoencoder|vae` (default autoencoder), `smoke`, `full`,
-`rest_vs_one`, `dataset=radiograph|pydicom` (pydicom: the real-DICOM check, ID = the ultrasound
-frames inside the pydicom wheel, OOD = its MR and CT images; transductive protocol).
+`rest_vs_one`, `dataset=radiograph|ivc_filter|pydicom` (ivc_filter: the IVC-filter phantom,
+ID = one filter design, OOD = the seven others; pydicom: the real-DICOM check, ID = the
+ultrasound frames inside the pydicom wheel, OOD = its MR and CT images; transductive protocol).
 """
 
 import ml_collections

@@ -10,7 +10,8 @@ Other margins / the thesis's frozen encoder / the authors' score / the thesis's 
 
 Options after the colon: `smoke` (tiny, for tests), `full` (the thesis's 256² images;
 accelerators), `rest_vs_one` (ID = every abnormal class, OOD = normal),
-`dataset=radiograph|pydicom` (pydicom: the real-DICOM check — ID = the ultrasound frames inside
+`dataset=radiograph|ivc_filter|pydicom` (ivc_filter: the IVC-filter phantom, ID = one filter
+design, OOD = the seven others; pydicom: the real-DICOM check — ID = the ultrasound frames inside
 the pydicom wheel, OOD = its MR and CT images; transductive protocol), `margin=R`.
 """
 
@@ -70,7 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   # Every batch: the (augmented) originals and one random distortion of each.
   config.data.train_transforms = (*config.data.train_transforms, "tend_distortion")
-  config.data.distortion_preset = "rsna"  # The RSNA set of the authors' code (8 options).
+  # The authors' code has one distortion set per dataset: IVC (9 options) for the IVC filters,
+  # RSNA (8 options) for the chest radiographs and the other data.
+  config.data.distortion_preset = "ivc" if values["dataset"] == "ivc_filter" else "rsna"
   # Evaluation on unseen transformations (Tables 4.5–4.6): a name, or None to draw one per image.
   config.data.unseen_transform = None
 

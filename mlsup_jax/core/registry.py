@@ -81,6 +81,7 @@ DATASETS = Registry(
     "tfds": "mlsup_jax.data.sources:TfdsSource",
     "phantom_radiograph": "mlsup_jax.data.phantoms.radiograph:ChestRadiographPhantomSource",
     "phantom_modality": "mlsup_jax.data.phantoms.modalities:ModalityPhantomSource",
+    "phantom_ivc_filter": "mlsup_jax.data.phantoms.ivc_filter:IvcFilterPhantomSource",
     "ood_split": "mlsup_jax.data.ood_splits:OodSplitSource",
     "image_class_folder": "mlsup_jax.data.readers.class_folder:ImageClassFolderSource",
     "pydicom_examples": "mlsup_jax.data.readers.pydicom_examples:PydicomExamplesSource",

@@ -169,7 +169,7 @@ class ChestRadiographPhantomSource(PhantomSource):
     elif finding == "effusion":
       self._effusion(finding_rng, anatomy)
     attenuation = anatomy["tissue"] - anatomy["air"] + anatomy["dense"]
-    return self._expose(acquisition_rng, attenuation)
+    return expose_radiograph(acquisition_rng, attenuation, self._q_rows, self._q_cols)
 
   def _anatomy(self, rng: np.random.Generator, heart_scale: float) -> dict:
     """Paints the normal anatomy as projected thickness maps (body units: the image is ±1).
@@ -383,21 +383,35 @@ class ChestRadiographPhantomSource(PhantomSource):
       fill = rng.uniform(0.75, 0.95) * fluid * anatomy["air_gain"]
       anatomy["air"] -= np.minimum(fill, anatomy["air"])
 
-  def _expose(self, rng, attenuation: np.ndarray) -> np.ndarray:
-    """Attenuation → detector image: exposure curve, window, gamma, heel effect, blur, noise."""
-    size = self.image_size
-    hardness = rng.uniform(1.4, 2.4)  # kVp: a harder beam flattens the contrast
-    signal = (1.0 - np.exp(-hardness * np.maximum(attenuation, 0.0))) / (
-      1.0 - math.exp(-hardness * 1.2)
-    )
-    heel = rng.uniform(-0.06, 0.06) * self._q_rows + rng.uniform(-0.04, 0.04) * self._q_cols
-    signal = signal * (1.0 + heel)
-    low, high = rng.uniform(-0.08, 0.12), rng.uniform(0.95, 1.2)
-    image = np.clip((signal - low) / (high - low), 0.0, 1.0) ** rng.uniform(0.7, 1.4)
-    image = gaussian_blur(image, rng.uniform(0.4, 0.8) * size / 64.0)
-    noise = gaussian_blur(rng.standard_normal((size, size), dtype=np.float32), 0.5)
-    noise *= np.float32(rng.uniform(0.008, 0.03) / max(float(noise.std()), 1e-6))
-    return np.clip(image + noise, 0.0, 1.0).astype(np.float32)
+
+def expose_radiograph(
+  rng: np.random.Generator, attenuation: np.ndarray, q_rows: np.ndarray, q_cols: np.ndarray
+) -> np.ndarray:
+  """Attenuation → detector image: exposure curve, window, gamma, heel effect, blur, noise.
+
+  Shared by the radiograph phantoms (chest, IVC filter), so they differ in content only.
+
+  Args:
+    rng: the acquisition stream (beam hardness, window, gamma, heel effect, blur, noise).
+    attenuation: `[S, S]` projected attenuation (≈ 0 … 1.2; larger is denser).
+    q_rows, q_cols: `[S, S]` pixel-centre coordinates in [−1, 1].
+
+  Returns:
+    `[S, S]` float32 in [0, 1] (bright = dense).
+  """
+  size = attenuation.shape[0]
+  hardness = rng.uniform(1.4, 2.4)  # kVp: a harder beam flattens the contrast
+  signal = (1.0 - np.exp(-hardness * np.maximum(attenuation, 0.0))) / (
+    1.0 - math.exp(-hardness * 1.2)
+  )
+  heel = rng.uniform(-0.06, 0.06) * q_rows + rng.uniform(-0.04, 0.04) * q_cols
+  signal = signal * (1.0 + heel)
+  low, high = rng.uniform(-0.08, 0.12), rng.uniform(0.95, 1.2)
+  image = np.clip((signal - low) / (high - low), 0.0, 1.0) ** rng.uniform(0.7, 1.4)
+  image = gaussian_blur(image, rng.uniform(0.4, 0.8) * size / 64.0)
+  noise = gaussian_blur(rng.standard_normal((size, size), dtype=np.float32), 0.5)
+  noise *= np.float32(rng.uniform(0.008, 0.03) / max(float(noise.std()), 1e-6))
+  return np.clip(image + noise, 0.0, 1.0).astype(np.float32)
 
 
 def _rib_family(height: np.ndarray, starts: np.ndarray, slope, radius, inner_radius) -> np.ndarray:
