@@ -14,7 +14,8 @@
   width), `projected_tube_profile` (the projected thickness of a solid or hollow cylinder, e.g.
   for radiographs) and `render_gaussian_blobs` (punctate spots).
 * `gaussian_blur`, `smoothstep`, and `PhantomSource`: the random-access base class with a
-  bounded, thread-safe per-index cache.
+  bounded, thread-safe per-index cache; `LabelledPhantomSource` adds a class per case drawn
+  from its own stream (`class_stream`), so classes are known without rendering.
 
 Coordinates are array-index order throughout: a 2-D point is `(row, col)`.
 """
@@ -494,3 +495,102 @@ class PhantomSource(abc.ABC):
   def __setstate__(self, state):
     self.__dict__.update(state)
     self._lock = threading.Lock()
+
+
+# Tag of the class stream: 4 seed words, so it never coincides with a `case_rng` stream.
+_CLASS_STREAM = 0x434C4153
+# Memory for cached cases of a `LabelledPhantomSource` (float32 image: 4 bytes a pixel).
+LABELLED_CACHE_BYTES = 128 * 2**20
+
+
+def class_stream(seed: int, split: str, num_cases: int, weights: Sequence[float]) -> np.ndarray:
+  """The class of cases `0 … num_cases − 1`, drawn without rendering anything.
+
+  Case i's class depends only on (seed, split, i) and `weights`: the uniforms come from one
+  stream per (seed, split), read in order, so a longer source extends a shorter one.
+
+  Returns:
+    `[num_cases]` int32 class indices into `weights`.
+  """
+  uniforms = np.random.default_rng([int(seed), split_id(split), _CLASS_STREAM, 1]).random(
+    int(num_cases)
+  )
+  cumulative = np.cumsum(np.asarray(weights, np.float64))
+  cumulative /= cumulative[-1]
+  classes = np.searchsorted(cumulative, uniforms, side="right")
+  return np.minimum(classes, len(cumulative) - 1).astype(np.int32)
+
+
+class LabelledPhantomSource(PhantomSource):
+  """A phantom of square grey images, each case of one class of `CLASS_NAMES`.
+
+  Subclasses set `CLASS_NAMES` and implement `render(rng, class_id) -> [S, S]`. Example:
+  `image: [S, S, 1]` float32 and `class_id: []` int32, an index into `CLASS_NAMES`.
+
+  Args:
+    split: "train", "val" or "test"; each split draws disjoint cases.
+    num_cases: number of cases in the split.
+    seed: non-negative base seed.
+    image_size: S, ≥ `MIN_IMAGE_SIZE`.
+    class_weights: relative frequency of each class (normalised; zeros allowed, not all zero).
+    cache_size: maximum number of cached cases; None: as many as fit in 128 MiB.
+
+  Attributes:
+    class_ids: `[num_cases]` int32, the class of every case (known without rendering).
+    class_names: `CLASS_NAMES`.
+
+  Raises:
+    ValueError: on an unknown split or an invalid count, seed, size or weights.
+  """
+
+  CLASS_NAMES: tuple[str, ...] = ()
+  MIN_IMAGE_SIZE = 32
+
+  def __init__(
+    self,
+    split: str,
+    num_cases: int,
+    seed: int,
+    image_size: int,
+    class_weights: Sequence[float],
+    cache_size: int | None = None,
+  ):
+    names = self.CLASS_NAMES
+    if int(image_size) < self.MIN_IMAGE_SIZE:
+      raise ValueError(f"image_size must be ≥ {self.MIN_IMAGE_SIZE}, got {image_size}.")
+    weights = np.asarray(class_weights, np.float64)
+    if weights.shape != (len(names),):
+      raise ValueError(
+        f"class_weights needs {len(names)} entries ({', '.join(names)}), got {list(class_weights)}."
+      )
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+      raise ValueError(
+        f"class_weights must be finite, non-negative and not all zero, got {list(class_weights)}."
+      )
+    if cache_size is None:
+      cache_size = max(1, min(int(num_cases), LABELLED_CACHE_BYTES // (4 * int(image_size) ** 2)))
+    super().__init__(split, num_cases, seed, cache_size=cache_size)
+    self.image_size = int(image_size)
+    self.class_weights = tuple(float(w) for w in weights / weights.sum())
+    self.class_names = names
+    self.class_ids = class_stream(self.seed, split, self.num_cases, self.class_weights)
+    self.class_ids.flags.writeable = False
+    # Pixel centres in [-1, 1] (row, col), shared by every case.
+    q = ((np.arange(self.image_size, dtype=np.float32) + 0.5) / self.image_size) * 2.0 - 1.0
+    self._q_rows, self._q_cols = np.meshgrid(q, q, indexing="ij")
+
+  def generate(self, rng: np.random.Generator, index: int) -> dict[str, np.ndarray]:
+    """Case `index`: its image rendered for its class."""
+    class_id = int(self.class_ids[index])
+    image = self.render(rng, class_id)
+    return {"image": image[..., None], "class_id": np.asarray(class_id, np.int32)}
+
+  def check_class_id(self, class_id: int) -> int:
+    """`class_id` as an int, or ValueError when it is not a class of `CLASS_NAMES`."""
+    if not 0 <= int(class_id) < len(self.CLASS_NAMES):
+      raise ValueError(f"class_id must be in [0, {len(self.CLASS_NAMES)}), got {class_id}.")
+    return int(class_id)
+
+  @abc.abstractmethod
+  def render(self, rng: np.random.Generator, class_id: int) -> np.ndarray:
+    """One `[S, S]` float32 image of class `class_id` from `rng`."""

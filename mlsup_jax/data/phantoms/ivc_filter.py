@@ -31,7 +31,7 @@ only its geometry, never its size, pose, metal density or background:
 The design was fixed from the thesis's description of the dataset before any detector was run
 on it (README, TEND / CVAD section); it is not tuned to a method's result.
 
-A case's class comes from its own random stream (`radiograph.class_stream`), so it is known
+A case's class comes from its own random stream (`framework.class_stream`), so it is known
 without rendering; the background, the device pose and the acquisition use streams that do not
 depend on the class, so `render(rng, k)` for two classes k gives the same patient, pose and
 exposure with two different devices.
@@ -45,14 +45,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mlsup_jax.data.phantoms.framework import (
-  PhantomSource,
+  LabelledPhantomSource,
   fractal_noise,
   projected_tube_profile,
   rasterize_curve,
   resample_polyline,
   smoothstep,
 )
-from mlsup_jax.data.phantoms.radiograph import class_stream, expose_radiograph
+from mlsup_jax.data.phantoms.radiograph import expose_radiograph
 
 CLASS_NAMES = (
   "conical_hooked",
@@ -66,8 +66,6 @@ CLASS_NAMES = (
 )
 # The ID design is the largest class, as Option is in the IVC dataset (S5.7: 196 of 1,236).
 DEFAULT_CLASS_WEIGHTS = (0.4,) + (0.6 / 7,) * 7
-MIN_IMAGE_SIZE = 32
-CACHE_BYTES = 128 * 2**20
 # Samples along one strut (before resampling to ≤ 0.5 px spacing).
 _STRUT_SAMPLES = 64
 
@@ -181,7 +179,7 @@ DESIGNS: dict[str, Callable[[], tuple[list[Strut], list[float]]]] = {
 }
 
 
-class IvcFilterPhantomSource(PhantomSource):
+class IvcFilterPhantomSource(LabelledPhantomSource):
   """Synthetic abdominal radiographs, each with one IVC filter of one of eight designs.
 
   Example: `image: [S, S, 1]` float32 in [0, 1] (`S = image_size`) and `class_id: []` int32, an
@@ -215,34 +213,7 @@ class IvcFilterPhantomSource(PhantomSource):
     class_weights: Sequence[float] = DEFAULT_CLASS_WEIGHTS,
     cache_size: int | None = None,
   ):
-    if int(image_size) < MIN_IMAGE_SIZE:
-      raise ValueError(f"image_size must be ≥ {MIN_IMAGE_SIZE}, got {image_size}.")
-    weights = np.asarray(class_weights, np.float64)
-    if weights.shape != (len(CLASS_NAMES),):
-      raise ValueError(
-        f"class_weights needs {len(CLASS_NAMES)} entries ({', '.join(CLASS_NAMES)}), got "
-        f"{list(class_weights)}."
-      )
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
-      raise ValueError(
-        f"class_weights must be finite, non-negative and not all zero, got {list(class_weights)}."
-      )
-    if cache_size is None:
-      cache_size = max(1, min(int(num_cases), CACHE_BYTES // (4 * int(image_size) ** 2)))
-    super().__init__(split, num_cases, seed, cache_size=cache_size)
-    self.image_size = int(image_size)
-    self.class_weights = tuple(float(w) for w in weights / weights.sum())
-    self.class_names = CLASS_NAMES
-    self.class_ids = class_stream(self.seed, split, self.num_cases, self.class_weights)
-    self.class_ids.flags.writeable = False
-    q = ((np.arange(self.image_size, dtype=np.float32) + 0.5) / self.image_size) * 2.0 - 1.0
-    self._q_rows, self._q_cols = np.meshgrid(q, q, indexing="ij")
-
-  def generate(self, rng: np.random.Generator, index: int) -> dict[str, np.ndarray]:
-    """Case `index` (see the class docstring for the keys)."""
-    class_id = int(self.class_ids[index])
-    image = self.render(rng, class_id)
-    return {"image": image[..., None], "class_id": np.asarray(class_id, np.int32)}
+    super().__init__(split, num_cases, seed, image_size, class_weights, cache_size)
 
   def render(self, rng: np.random.Generator, class_id: int) -> np.ndarray:
     """Renders one radiograph with a filter of design `class_id` from `rng`.
@@ -250,8 +221,7 @@ class IvcFilterPhantomSource(PhantomSource):
     Returns:
       `[S, S]` float32 in [0, 1].
     """
-    if not 0 <= int(class_id) < len(CLASS_NAMES):
-      raise ValueError(f"class_id must be in [0, {len(CLASS_NAMES)}), got {class_id}.")
+    class_id = self.check_class_id(class_id)
     background_rng, device_rng, acquisition_rng = rng.spawn(3)
     pose = self._pose(device_rng)
     attenuation = self._background(background_rng, pose)

@@ -29,7 +29,7 @@ from normal images (the tests measure AUROC < 0.65 for the image mean and std):
 * cardiomegaly (4): the heart is 18–35% wider (the normal cardiothoracic ratio range is wide,
   so the two overlap as in practice).
 
-A case's class comes from its own random stream (see `class_ids`), so it is known without
+A case's class comes from its own random stream (`framework.class_stream`), so it is known without
 rendering; the anatomy and acquisition come from streams spawned from `case_rng` that do not
 depend on the class, so `render(rng, 0)` gives the normal "twin" of any abnormal case.
 """
@@ -42,45 +42,24 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlsup_jax.data.phantoms.framework import (
-  PhantomSource,
+  LabelledPhantomSource,
+  class_stream,
   fractal_noise,
   gaussian_blur,
   projected_tube_profile,
   smoothstep,
-  split_id,
 )
+
+__all__ = ["CLASS_NAMES", "DEFAULT_CLASS_WEIGHTS", "ChestRadiographPhantomSource", "class_stream"]
 
 CLASS_NAMES = ("normal", "opacity", "nodule", "effusion", "cardiomegaly")
 # Normal is the largest class, as in RSNA pneumonia (S5.7: 8,851 normal of 30,227).
 DEFAULT_CLASS_WEIGHTS = (0.4, 0.15, 0.15, 0.15, 0.15)
-MIN_IMAGE_SIZE = 32
-# Memory for cached cases (float32 image: 4 bytes a pixel).
-CACHE_BYTES = 128 * 2**20
-# Tag of the class stream: 4 seed words, so it never coincides with a `case_rng` stream.
-_CLASS_STREAM = 0x434C4153
 NUM_POSTERIOR_RIBS = 10
 NUM_ANTERIOR_RIBS = 6
 
 
-def class_stream(seed: int, split: str, num_cases: int, weights: Sequence[float]) -> np.ndarray:
-  """The class of cases `0 … num_cases − 1`, drawn without rendering anything.
-
-  Case i's class depends only on (seed, split, i) and `weights`: the uniforms come from one
-  stream per (seed, split), read in order, so a longer source extends a shorter one.
-
-  Returns:
-    `[num_cases]` int32 class indices into `weights`.
-  """
-  uniforms = np.random.default_rng([int(seed), split_id(split), _CLASS_STREAM, 1]).random(
-    int(num_cases)
-  )
-  cumulative = np.cumsum(np.asarray(weights, np.float64))
-  cumulative /= cumulative[-1]
-  classes = np.searchsorted(cumulative, uniforms, side="right")
-  return np.minimum(classes, len(cumulative) - 1).astype(np.int32)
-
-
-class ChestRadiographPhantomSource(PhantomSource):
+class ChestRadiographPhantomSource(LabelledPhantomSource):
   """Synthetic frontal chest radiographs: normal, or with one subtle finding.
 
   Example: `image: [S, S, 1]` float32 in [0, 1] (`S = image_size`) and `class_id: []` int32, an
@@ -114,37 +93,7 @@ class ChestRadiographPhantomSource(PhantomSource):
     class_weights: Sequence[float] = DEFAULT_CLASS_WEIGHTS,
     cache_size: int | None = None,
   ):
-    if int(image_size) < MIN_IMAGE_SIZE:
-      raise ValueError(f"image_size must be ≥ {MIN_IMAGE_SIZE}, got {image_size}.")
-    weights = np.asarray(class_weights, np.float64)
-    if weights.shape != (len(CLASS_NAMES),):
-      raise ValueError(
-        f"class_weights needs {len(CLASS_NAMES)} entries ({', '.join(CLASS_NAMES)}), got "
-        f"{list(class_weights)}."
-      )
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
-      raise ValueError(
-        f"class_weights must be finite, non-negative and not all zero, got {list(class_weights)}."
-      )
-    if cache_size is None:
-      cache_size = max(1, min(int(num_cases), CACHE_BYTES // (4 * int(image_size) ** 2)))
-    super().__init__(split, num_cases, seed, cache_size=cache_size)
-    self.image_size = int(image_size)
-    self.class_weights = tuple(float(w) for w in weights / weights.sum())
-    self.class_names = CLASS_NAMES
-    self.class_ids = class_stream(self.seed, split, self.num_cases, self.class_weights)
-    self.class_ids.flags.writeable = False
-    # Pixel centres in [-1, 1] (row, col), shared by every case.
-    q = ((np.arange(self.image_size, dtype=np.float32) + 0.5) / self.image_size) * 2.0 - 1.0
-    self._q_rows, self._q_cols = np.meshgrid(q, q, indexing="ij")
-
-  def generate(self, rng: np.random.Generator, index: int) -> dict[str, np.ndarray]:
-    """Case `index` (see the class docstring for the keys)."""
-    class_id = int(self.class_ids[index])
-    image = self.render(rng, class_id)
-    return {"image": image[..., None], "class_id": np.asarray(class_id, np.int32)}
-
-  # -------------------------------------------------------------------------------- rendering
+    super().__init__(split, num_cases, seed, image_size, class_weights, cache_size)
 
   def render(self, rng: np.random.Generator, class_id: int) -> np.ndarray:
     """Renders one radiograph of class `class_id` from `rng`.
@@ -156,8 +105,7 @@ class ChestRadiographPhantomSource(PhantomSource):
     Returns:
       `[S, S]` float32 in [0, 1].
     """
-    if not 0 <= int(class_id) < len(CLASS_NAMES):
-      raise ValueError(f"class_id must be in [0, {len(CLASS_NAMES)}), got {class_id}.")
+    class_id = self.check_class_id(class_id)
     anatomy_rng, finding_rng, acquisition_rng = rng.spawn(3)
     finding = CLASS_NAMES[int(class_id)]
     heart_scale = finding_rng.uniform(1.18, 1.35) if finding == "cardiomegaly" else 1.0
