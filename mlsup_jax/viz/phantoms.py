@@ -51,3 +51,41 @@ def save_examples_figure(source, path: str, n: int = 4) -> str:
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def save_class_gallery(source, path: str, cases: int = 3) -> str:
+  """Saves the first `cases` cases of a labelled phantom rendered as every class, as one PNG.
+
+  Row r is case r's patient, pose and exposure; column k renders it as class k, so the columns
+  differ only in what the class changes (a finding, a device design).
+
+  Args:
+    source: a `LabelledPhantomSource` (`render(rng, class_id) -> [S, S]` in [0, 1],
+      `class_names`, `seed`, `split`).
+    path: output PNG path (parent folders are created).
+    cases: number of rows, ≥ 1.
+
+  Returns:
+    `path`.
+  """
+  from mlsup_jax.data.phantoms.framework import case_rng
+
+  if int(cases) < 1:
+    raise ValueError(f"save_class_gallery: cases must be ≥ 1, got {cases}.")
+  names = source.class_names
+  fig, axes = plt.subplots(
+    int(cases), len(names), figsize=(1.9 * len(names), 2.0 * int(cases)), squeeze=False
+  )
+  for row in range(int(cases)):
+    for column, name in enumerate(names):
+      image = source.render(case_rng(source.seed, source.split, row), column)
+      axes[row, column].imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+      axes[row, column].set_xticks([])
+      axes[row, column].set_yticks([])
+      if row == 0:
+        axes[row, column].set_title(name.replace("_", " "), fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
