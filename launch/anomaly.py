@@ -3,6 +3,8 @@ r"""The anomaly-detection study: TEND, CVAD and the AE / VAE baselines on the ra
   python -m launch.anomaly --workdir=runs/anomaly                  # reduced (CPU)
   python -m launch.anomaly --workdir=runs/anomaly_smoke --options=smoke --inter_class=ct
   python -m launch.anomaly --workdir=runs/anomaly_rvo --options=rest_vs_one
+  python -m launch.anomaly --workdir=runs/anomaly_ivc --options=dataset=ivc_filter   # IVC filters
+  python -m launch.anomaly --workdir=runs/anomaly_ivc_s1 --options=dataset=ivc_filter --seed=1
 
 Trains `configs/tend.py`, `configs/cvad.py` and `configs/reconstruction_detector.py:network=vae`
 in `<workdir>/<run>`, evaluates each on the intra-class test split, on every inter-class
@@ -21,6 +23,9 @@ from mlsup_jax.pipelines import anomaly_study
 
 _OPTIONS = flags.DEFINE_string(
   "options", "", "Options shared by the three configs (e.g. 'smoke', 'full', 'rest_vs_one')."
+)
+_SEED = flags.DEFINE_integer(
+  "seed", 0, "Seed of the model, the data order, the ID/OOD split and the phantom's cases."
 )
 _RUNS = flags.DEFINE_list("runs", list(anomaly_study.RUNS), "Runs to train and evaluate.")
 _INTER = flags.DEFINE_list(
@@ -45,7 +50,7 @@ def _config(run: str):
 def main(argv):
   del argv
   common.start()
-  configs = {run: _config(run) for run in _RUNS.value}
+  configs = {run: anomaly_study.with_seed(_config(run), _SEED.value) for run in _RUNS.value}
   study = anomaly_study.run_study(
     configs, common.WORKDIR.value, inter_class=_INTER.value, unseen=_UNSEEN.value
   )

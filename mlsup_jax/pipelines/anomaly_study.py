@@ -102,6 +102,28 @@ def inter_class_config(
   return config
 
 
+SOURCE_KEYS = ("train_source", "calibration_source", "eval_source")
+
+
+def with_seed(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+  """`config` with every seed set to `seed`: the model and training (`config.seed`), the data
+  order (`data.seed`), the ID/OOD split and the base phantom's cases, so one study repeats on
+  fresh data as well as a fresh initialisation. Inter-class sets keep their own seed."""
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    config.seed = int(seed)
+    config.data.seed = int(seed)
+    for key in SOURCE_KEYS:
+      source = config.data.get(key)
+      if source is None:
+        continue
+      if "seed" in source:
+        source.seed = int(seed)
+      if "base" in source and "seed" in source.base:
+        source.base.seed = int(seed)
+  return config
+
+
 def build_tables(
   results: Mapping[str, Mapping[str, float]],
   inter: Mapping[str, Mapping[str, Mapping[str, float]]],
@@ -165,7 +187,7 @@ def check_claims(tables: dict) -> dict[str, bool | None]:
 def render_markdown(tables: dict, claims: dict) -> str:
   intra = tables["intra_class"]
   parts = [
-    "### Intra-class OOD (abnormal radiographs; clean protocol unless marked)",
+    "### Intra-class OOD (the other classes of the ID dataset; clean protocol unless marked)",
     "",
     _markdown(
       ["method"] + [title for _, title in INTRA_METRICS],
