@@ -5,12 +5,15 @@ One `launch.train` run (a subprocess on one CPU device, as README's commands run
 ID = the `conical_hooked` design, OOD = the seven other designs, one-vs-rest; AE 600 steps,
 warm-up 200, centre one epoch, margin 600, R = 250, the authors' IVC distortion set), seed 0,
 clean protocol, test split. The AutoEncoder row is TEND's stage-1 network, scored by its
-reconstruction error, so both scores come from the same run.
+reconstruction error, so every score comes from the same run.
 
-Asserted: TEND's thesis score (λp + (1 − λ)d/R) has a higher intra-class AUROC than the
-autoencoder's reconstruction error (README: 0.775 vs 0.586 with seed 0; seed 1 in README too).
-Not asserted, because it does not hold (README, TEND / CVAD section): CVAD > VAE, on either
-phantom, and TEND > AE on the chest-radiograph phantom, whose findings are not changes of shape.
+Asserted, because it held on every seed measured (README, seeds 0–4): TEND with the authors'
+score (0.9·p + 0.1·minmax(d)) and TEND's stage-2 classifier alone (p), trained on distortions of
+ID images only, have a higher intra-class AUROC than the autoencoder's reconstruction error
+(seed 0: 0.814 and 0.814 vs 0.586). Not asserted: the thesis score (λp + (1 − λ)d/R) beats the AE
+on seeds 0, 2, 4 only — its d/R term dominates and the margin learner's distance is at chance on
+seeds 1 and 3; CVAD > VAE, which holds on no seed of either phantom; TEND > AE on the
+chest-radiograph phantom, whose findings are not changes of shape.
 """
 
 import json
@@ -31,9 +34,13 @@ def test_tend_beats_the_autoencoder_on_the_ivc_filter_phantom(tmp_path):
   )
   assert run.returncode == 0, run.stderr[-3000:]
   results = json.loads((workdir / "eval_results.json").read_text())
-  tend, autoencoder = results["tend/auroc"], results["autoencoder/auroc"]
-  print(f"IVC-filter intra-class AUROC: TEND {tend:.3f}, AutoEncoder {autoencoder:.3f}")
-  assert tend > autoencoder
+  autoencoder = results["autoencoder/auroc"]
+  print(
+    f"IVC-filter intra-class AUROC: TEND code score {results['tend_code/auroc']:.3f}, "
+    f"classifier {results['classifier/auroc']:.3f}, thesis score {results['tend/auroc']:.3f}, "
+    f"AutoEncoder {autoencoder:.3f}"
+  )
+  assert results["tend_code/auroc"] > autoencoder
   # The ranking is TEND's own doing: its stage-2 classifier, trained on distortions of ID images
   # only, already ranks the unseen designs above the ID design.
   assert results["classifier/auroc"] > autoencoder
