@@ -17,8 +17,10 @@ the pydicom wheel, OOD = its MR and CT images; transductive protocol).
 
 import ml_collections
 
-from configs import common
-from configs.anomaly_data import anomaly_data
+from configs.sections import common
+from configs.sections.anomaly_data import anomaly_data
+from mlsup_jax import losses
+from mlsup_jax.methods.cvad import LOSS_ROLES
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -45,22 +47,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "dtype": "float32",
     }
   )
-  config.loss = ml_collections.ConfigDict(
+  config.loss = losses.roles_section(
+    LOSS_ROLES,
+    {"cvae": {"cvae": 1.0}, "discriminator": {"discriminator_bce": 1.0}},
     {
+      # α1 = α2 = 1 (thesis); KL / (B·H·W·C) and only I′ supervised (the authors' code).
       "cvae": {
-        "terms": ("cvae",),
-        "weights": (1.0,),
-        # α1 = α2 = 1 (thesis); KL / (B·H·W·C) and only I′ supervised (the authors' code).
         "cvae": {
           "alpha1": 1.0,
           "alpha2": 1.0,
           "beta": 1.0,
           "kl_normalisation": "pixels",
           "reconstruction_target": "combined",
-        },
-      },
-      "discriminator": {"terms": ("discriminator_bce",), "weights": (1.0,)},
-    }
+        }
+      }
+    },
   )
   # Ch. 4: Adam, lr 1e-3 for both networks; the authors' code adds weight decay 1e-6.
   config.optimizer = ml_collections.ConfigDict(
@@ -88,5 +89,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     }
   )
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

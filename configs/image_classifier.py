@@ -11,8 +11,10 @@ MedShift (`configs/medshift.py`) reuses this config and swaps the data sources p
 
 import ml_collections
 
-from configs import common
+from configs.sections import common
+from mlsup_jax import losses
 from mlsup_jax.data.phantoms.radiograph import CLASS_NAMES, DEFAULT_CLASS_WEIGHTS
+from mlsup_jax.methods.image_classifier import LOSS_ROLES
 
 
 def phantom_source(
@@ -48,9 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "dtype": "float32",
     }
   )
-  config.loss = ml_collections.ConfigDict(
-    {"terms": ("cross_entropy",), "weights": (1.0,), "cross_entropy": {"label_smoothing": 0.0}}
-  )
+  config.loss = losses.roles_section(LOSS_ROLES, {"": {"cross_entropy": 1.0}})
   config.optimizer = common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-6)
   num_cases = 96 if smoke else (20000 if full else 2000)
   config.data = ml_collections.ConfigDict(
@@ -77,5 +77,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train = common.train(num_steps=steps, log_every=2 if smoke else 100, checkpoint_every=500)
   config.eval = ml_collections.ConfigDict({"batch_size": 8 if smoke else 64})
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

@@ -8,6 +8,10 @@ One variant alone:
   python -m launch.train --config=configs/maxquery.py:variant=unet --workdir=runs/unet
 Another query split (the paper's ablation):
   ... --config.loss.query_distribution.query_split='(24, 4, 4)'
+Your own labelled data (segmentation + OOD score maps; no OOD AUROC without OOD annotations):
+  ... --config.data.train_source.name=nnunet_raw --config.data.train_source.root=DIR \
+      --config.data.eval_source.name=nnunet_raw --config.data.eval_source.root=DIR2 \
+      --config.data.num_classes=K --config.model.num_classes=K --config.data.class_names='(...)'
 
 Options after the colon (comma-separated):
   variant=maxquery|noqd|unet  the method (default maxquery);
@@ -21,8 +25,10 @@ decoder, sized so the three variants train and evaluate in ≲ 15 minutes on a 2
 
 import ml_collections
 
-from configs import common
+from configs.sections import common
+from mlsup_jax import losses
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
+from mlsup_jax.methods import maxquery, segmentation
 
 VARIANTS = ("maxquery", "noqd", "unet")
 
@@ -53,46 +59,51 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     image_size, num_train, batch = min(image_size, 32), num_train // 2, max(2, batch // 4)
 
   config = ml_collections.ConfigDict()
-  config.method = "unet_segmentation" if variant == "unet" else "maxquery"
-  config.variant = variant
+  config.method = "segmentation" if variant == "unet" else "maxquery"
   config.seed = 0
 
   num_classes = AbdomenPhantomSource.NUM_CLASSES
-  config.model = ml_collections.ConfigDict(
-    {
-      "name": "unet" if variant == "unet" else "kmax",
-      "num_classes": num_classes,
-      "backbone_features": backbone,
-      "num_queries": 32,
-      "hidden_dim": hidden,
-      "mask_dim": mask_dim,
-      "num_heads": heads,
-      "ffn_dim": ffn,
-      "blocks_per_scale": blocks,
-      # kMaX's depth-wise 5×5 in the pixel heads; 1 drops it (depth-wise convs are slow on CPU).
-      "pixel_head_kernel": 5 if full else 1,
-      # The U-Net baseline keeps dropout for MC Dropout; the mask transformer has none.
-      "dropout_rate": 0.1 if variant == "unet" else 0.0,
-      "dtype": "float32",
+  if variant == "unet":
+    # The U-Net baseline keeps dropout for MC Dropout.
+    config.model = ml_collections.ConfigDict(
+      {
+        "name": "unet",
+        "num_classes": num_classes,
+        "features": backbone,
+        "dropout_rate": 0.1,
+        "dtype": "float32",
+      }
+    )
+  else:
+    config.model = ml_collections.ConfigDict(
+      {
+        "name": "kmax",
+        "num_classes": num_classes,
+        "backbone_features": backbone,
+        "num_queries": 32,
+        "hidden_dim": hidden,
+        "mask_dim": mask_dim,
+        "num_heads": heads,
+        "ffn_dim": ffn,
+        "blocks_per_scale": blocks,
+        # kMaX's depth-wise 5×5 in the pixel heads; 1 drops it (depth-wise convs are slow on CPU).
+        "pixel_head_kernel": 5 if full else 1,
+        "dropout_rate": 0.0,  # The mask transformer has no dropout.
+        "dtype": "float32",
+      }
+    )
+  # CE + Dice on the semantic output; MaxQuery adds L_qd (the paper states no weight: 1.0).
+  weights = {"cross_entropy": 1.0, "soft_dice": 1.0}
+  hparams = {}
+  if variant != "unet":
+    weights["query_distribution"] = 1.0 if variant == "maxquery" else 0.0
+    hparams["query_distribution"] = {
+      "query_split": (16, 4, 12),
+      "class_groups": AbdomenPhantomSource.CLASS_GROUPS,
+      "balance": "pixel",  # or "group_balanced" (see losses/mask_transformer.py)
     }
-  )
-  terms = ("cross_entropy", "soft_dice") + (
-    ("query_distribution",) if variant == "maxquery" else ()
-  )
-  config.loss = ml_collections.ConfigDict(
-    {
-      "terms": terms,
-      "weights": (1.0,) * len(terms),  # The paper states no weight for L_qd: 1.0.
-      "aux_weight": 1.0,  # Deep supervision: every decoder layer's loss, summed.
-      "cross_entropy": {"label_smoothing": 0.0},
-      "soft_dice": {"smooth": 1.0, "per_sample": False, "include_background": True},
-      "query_distribution": {
-        "query_split": (16, 4, 12),
-        "class_groups": AbdomenPhantomSource.CLASS_GROUPS,
-        "reduction": "pixel",  # or "group_balanced" (see losses/mask_transformer.py)
-      },
-    }
-  )
+  roles = segmentation.LOSS_ROLES if variant == "unet" else maxquery.LOSS_ROLES
+  config.loss = losses.roles_section(roles, {"": weights}, {"": hparams})
   config.optimizer = common.optimizer("adamw", learning_rate=1e-3, weight_decay=1e-4)
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_steps = 0 if smoke else min(50, steps // 10)
@@ -137,6 +148,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     log_every=2 if smoke else 25,
     checkpoint_every=3 if smoke else 250,
   )
+  if variant != "unet":
+    config.train.deep_supervision_weight = 1.0  # Every decoder layer's loss, summed.
   config.eval = ml_collections.ConfigDict(
     {
       "batch_size": 4 if smoke else 16,
@@ -148,8 +161,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "mc_samples": 2 if smoke else 8,
       "save_figures": True,
       "num_figure_cases": 6,
+      # Data without OOD annotations: a missed structure's surface distance (metrics/segmentation
+      # `multiclass_report`): "exclude" (counted, not averaged), "diagonal" or a number.
+      "missed_distance": "exclude",
     }
   )
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

@@ -30,8 +30,10 @@ network every k steps; `--config.meta.remat=True` recomputes the virtual step in
 
 import ml_collections
 
-from configs import common
-from configs.noisy_label_data import noisy_label_data, run_steps, size_name, unet_model
+from configs.sections import common
+from configs.sections.noisy_label_data import noisy_label_data, run_steps, size_name, unet_model
+from mlsup_jax import losses
+from mlsup_jax.methods.mcpm import LOSS_ROLES
 
 VARIANTS = {"mcpm": "pixel", "mwnet": "image", "unet": "none"}
 
@@ -60,7 +62,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config = ml_collections.ConfigDict()
   config.method = "mcpm"
-  config.variant = variant
   config.seed = 0
 
   config.model = unet_model(size, values["target"])
@@ -76,8 +77,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # for MCPM on the validation slices (`:small,target=liver,eval=val`, mean Dice, seeds 0/1):
       # normalised 0.929 / 0.919, raw 0.920 / VAL_MCPM_S1; the U-Net VAL_UNET.
       "normalize": variant == "mcpm",
-      "pixel_loss": "cross_entropy",
-      "pixel_loss_hparams": {"label_smoothing": 0.0},
       "inner_lr": 0.0,  # 0: α = the segmentation optimizer's current lr (MW-Net).
       "meta_every": 1,
       "remat": False,
@@ -85,14 +84,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "optimizer": common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-4),
     }
   )
-  # The meta loss on the clean meta batch (MW-Net: plain cross-entropy).
-  config.loss = ml_collections.ConfigDict(
-    {
-      "terms": ("cross_entropy",),
-      "weights": (1.0,),
-      "cross_entropy": {"label_smoothing": 0.0},
-      "soft_dice": {"smooth": 1.0, "per_sample": False, "include_background": True},
-    }
+  # `train`: the per-pixel loss ℓ the meta network weights; `meta`: the meta loss on the clean
+  # meta batch. MW-Net: plain cross-entropy for both.
+  config.loss = losses.roles_section(
+    LOSS_ROLES, {"train": {"cross_entropy": 1.0}, "meta": {"cross_entropy": 1.0}}
   )
   # MW-Net's model optimizer: SGD, momentum 0.9, Nesterov, weight decay 5e-4 (lr for a U-Net).
   config.optimizer = common.optimizer("sgd", learning_rate=0.05, weight_decay=5e-4)
@@ -112,7 +107,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     log_every=2 if smoke else 50,
     checkpoint_every=3 if smoke else 500,
   )
-  config.eval = ml_collections.ConfigDict({"batch_size": 4 if smoke else 16})
+  # `missed_distance`: a structure missed in a case counts as "exclude" (left out of the mean
+  # distances, counted in `num_missed`), "diagonal" (the image diagonal) or a number.
+  config.eval = ml_collections.ConfigDict(
+    {"batch_size": 4 if smoke else 16, "missed_distance": "exclude"}
+  )
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

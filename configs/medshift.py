@@ -16,10 +16,10 @@ label noise (`data/phantoms/shifted_external.py`).
 
 import ml_collections
 
-from configs import common
 from configs import cvad as cvad_config
 from configs import image_classifier as classifier_config
 from configs import reconstruction_detector as recon_config
+from configs.sections import common
 
 DETECTORS = ("cvad", "autoencoder", "vae")
 # (intensity, noise, artefact, foreign, label_noise) shares of the external set.

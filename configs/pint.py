@@ -43,14 +43,16 @@ import math
 
 import ml_collections
 
-from configs import common
-from configs.noisy_label_data import (
+from configs.sections import common
+from configs.sections.noisy_label_data import (
   noisy_label_data,
   run_steps,
   size_name,
   target_classes,
   unet_model,
 )
+from mlsup_jax import losses
+from mlsup_jax.methods.pint import LOSS_ROLES
 
 VARIANTS = {
   "pint": (True, True),
@@ -85,7 +87,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config = ml_collections.ConfigDict()
   config.method = "pint"
-  config.variant = variant
   config.seed = 0
 
   config.model = unet_model(size, values["target"])
@@ -125,9 +126,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "pseudo_label_rampup_steps": max(steps // 4, 1),
     }
   )
-  # L_seg: a per-pixel loss by name (losses/pixel_maps.py); PINT: cross-entropy.
-  config.loss = ml_collections.ConfigDict(
-    {"pixel_loss": "cross_entropy", "pixel_loss_hparams": {"label_smoothing": 0.0}}
+  # Per-pixel terms by name: L_seg on the noisy label (`supervised`; PINT: cross-entropy) and
+  # L_pse against the teacher (`pseudo_label`; PINT: ‖f − ŷ‖²).
+  config.loss = losses.roles_section(
+    LOSS_ROLES,
+    {"supervised": {"cross_entropy": 1.0}, "pseudo_label": {"pseudo_label_mse": 1.0}},
   )
   # UA-MT's SGD (momentum 0.9, weight decay 1e-4); the lr of the U-Net in configs/mcpm.py, and a
   # cosine decay instead of UA-MT's ×0.1 steps (the library has no step schedule).
@@ -148,7 +151,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     log_every=2 if smoke else 50,
     checkpoint_every=3 if smoke else 500,
   )
-  config.eval = ml_collections.ConfigDict({"batch_size": 4 if smoke else 16, "use_teacher": False})
+  config.eval = ml_collections.ConfigDict(
+    {"batch_size": 4 if smoke else 16, "use_teacher": False, "missed_distance": "exclude"}
+  )
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

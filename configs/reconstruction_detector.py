@@ -12,8 +12,10 @@ ultrasound frames inside the pydicom wheel, OOD = its MR and CT images; transduc
 
 import ml_collections
 
-from configs import common
-from configs.anomaly_data import anomaly_data
+from configs.sections import common
+from configs.sections.anomaly_data import anomaly_data
+from mlsup_jax import losses
+from mlsup_jax.methods.reconstruction_detector import LOSS_ROLES
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -35,18 +37,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "base_width": 4 if smoke else 16,
       "depth": 3 if smoke else 5,
       "activation": "relu" if network == "autoencoder" else "leaky_relu",
-      "latent_dim": 16 if smoke else 512,
       "dtype": "float32",
     }
   )
+  if network == "vae":
+    config.model.latent_dim = 16 if smoke else 512
   term = "reconstruction_mse" if network == "autoencoder" else "vae"
-  config.loss = ml_collections.ConfigDict(
-    {
-      "terms": (term,),
-      "weights": (1.0,),
-      # KL / (B·H·W·C), as CVAD's code: the VAE trained like CVAD's generator.
-      "vae": {"beta": 1.0, "kl_normalisation": "pixels"},
-    }
+  # The VAE's KL / (B·H·W·C), as CVAD's code: the VAE trained like CVAD's generator.
+  config.loss = losses.roles_section(
+    LOSS_ROLES[network],
+    {"": {term: 1.0}},
+    {"": {"vae": {"beta": 1.0, "kl_normalisation": "pixels"}} if network == "vae" else {}},
   )
   config.optimizer = common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-6)
   config.data = anomaly_data(
@@ -64,5 +65,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     }
   )
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

@@ -6,6 +6,9 @@ Smoke run (seconds on a CPU):
   python -m launch.train --config=configs/scunet.py:smoke --workdir=runs/scunet_smoke
 The authors' code settings instead of the thesis's:
   ... --config.optimizer.learning_rate=1e-4 --config.eval.prob_threshold=0.65
+Binary masks of your own (whole images; training crops `data.crop_size` patches from them):
+  ... --config.data.train_source.name=image_folder --config.data.train_source.root=DIR \
+      --config.data.eval_source.name=image_folder --config.data.eval_source.root=DIR2
 
 Options after the colon: `smoke` (tiny model run for tests), `full` (thesis-size 512² patches
 on 1024² images; for accelerators).
@@ -13,7 +16,9 @@ on 1024² images; for accelerators).
 
 import ml_collections
 
-from configs import common
+from configs.sections import common
+from mlsup_jax import losses
+from mlsup_jax.methods.scunet import LOSS_ROLES
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -32,14 +37,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(
     {"name": "scunet", "num_classes": 1, "dropout_rate": 0.5, "dtype": "float32"}
   )
-  config.loss = ml_collections.ConfigDict(
-    {
-      "terms": ("soft_dice",),
-      "weights": (1.0,),
-      "soft_dice": {"smooth": 1.0, "per_sample": False, "include_background": True},
-      "cross_entropy": {"label_smoothing": 0.0},
-    }
-  )
+  # Thesis: soft Dice alone (the library's batch Dice, smooth 1).
+  config.loss = losses.roles_section(LOSS_ROLES, {"": {"soft_dice": 1.0}})
   # Thesis: AdamW, lr 1e-3. Weight decay 0.01 is the authors' code (the thesis is silent).
   config.optimizer = common.optimizer("adamw", learning_rate=1e-3, weight_decay=0.01)
 
@@ -67,7 +66,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "spatial_dims": 2,
       "num_classes": 2,  # Label values {0, 1}; the model has one sigmoid output.
       "require_label": True,
+      # `random_crop` cuts `crop_size` patches from whole images (real data); the phantom's
+      # training examples are already patches of that size, which it leaves unchanged.
       "train_transforms": (
+        "random_crop",
         "random_dihedral",
         "random_brightness",
         "normalize",
@@ -103,5 +105,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     }
   )
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

@@ -17,8 +17,10 @@ the pydicom wheel, OOD = its MR and CT images; transductive protocol), `margin=R
 
 import ml_collections
 
-from configs import common
-from configs.anomaly_data import anomaly_data
+from configs.sections import common
+from configs.sections.anomaly_data import anomaly_data
+from mlsup_jax import losses
+from mlsup_jax.methods.tend import LOSS_ROLES
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -44,24 +46,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "dtype": "float32",
     }
   )
-  # BCE label smoothing ε (targets ε/2, 1 − ε/2): 0 in the thesis and the authors' code.
-  bce = ml_collections.ConfigDict({"label_smoothing": 0.0})
-  config.loss = ml_collections.ConfigDict(
+  # Warm-up: BCE only; then L_cls + L_mrg with unit weights (thesis L2926–2932). The margin
+  # term's R is `model.margin` (also the score's). BCE label smoothing 0 (thesis and code).
+  config.loss = losses.roles_section(
+    LOSS_ROLES,
     {
-      "autoencoder": {"terms": ("reconstruction_mse",), "weights": (1.0,)},
-      # Warm-up: BCE only; then L_cls + L_mrg with unit weights (thesis L2926–2932).
-      "warmup": {
-        "terms": ("classification_bce",),
-        "weights": (1.0,),
-        "classification_bce": {"label_smoothing": bce.get_ref("label_smoothing")},
-      },
-      "classifier": {
-        "terms": ("classification_bce", "tend_margin"),
-        "weights": (1.0, 1.0),
-        "classification_bce": {"label_smoothing": bce.get_ref("label_smoothing")},
-        "tend_margin": {"margin": config.model.get_ref("margin")},
-      },
-    }
+      "autoencoder": {"reconstruction_mse": 1.0},
+      "warmup": {"classification_bce": 1.0},
+      "classifier": {"classification_bce": 1.0, "tend_margin": 1.0},
+    },
+    {
+      "warmup": {"tend_margin": {"margin": config.model.get_ref("margin")}},
+      "classifier": {"tend_margin": {"margin": config.model.get_ref("margin")}},
+    },
   )
   # Thesis: Adam, lr 1e-3; the authors' code adds a coupled weight decay of 1e-6.
   config.optimizer = common.optimizer("adam", learning_rate=1e-3, weight_decay=1e-6)
@@ -98,5 +95,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     }
   )
   config.mesh = common.mesh()
-  config.lock()
-  return config
+  return common.finalize(config)

@@ -17,7 +17,7 @@ from absl import app, flags
 
 from configs import cvad, reconstruction_detector, tend
 from launch import common
-from mlsup_jax.data.distortions import UNSEEN_TRANSFORMS
+from mlsup_jax.data.augmentation.distortions import UNSEEN_TRANSFORMS
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES
 from mlsup_jax.pipelines import anomaly_study
 

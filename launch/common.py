@@ -6,6 +6,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from mlsup_jax.core import compilation_cache, mesh
+from mlsup_jax.core.config_resolution import resolve_config
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
 MULTIHOST = flags.DEFINE_bool("multihost", False, "Force jax.distributed.initialize().")
@@ -17,11 +18,25 @@ CACHE = flags.DEFINE_string(
 flags.mark_flags_as_required(["workdir"])
 
 
-def define_config_flag():
-  """`--config=configs/<method>.py[:options]` (+ `--config.a.b=value` overrides), required."""
-  flag = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
-  flags.mark_flags_as_required(["config"])
+def define_config_flag(name: str = "config"):
+  """`--config=configs/<method>.py[:options]` (+ `--config.a.b=value` overrides), required.
+
+  The config file locks itself except its source sections (`configs/sections/common.finalize`),
+  so an unknown field is an error everywhere but there; `config_value` then resolves the
+  overrides (a source whose `name` changed is replaced as a whole; see
+  `mlsup_jax/core/config_resolution.py`).
+  """
+  flag = config_flags.DEFINE_config_file(
+    name, None, "Method config file.", lock_config=False, accept_new_attributes=True
+  )
+  flags.mark_flags_as_required([name])
   return flag
+
+
+def config_value(flag):
+  """The config of `flag` with its command-line overrides resolved, locked."""
+  overrides = config_flags.get_override_values(flags.FLAGS[flag.name])
+  return resolve_config(flag.value, overrides)
 
 
 def start() -> None:

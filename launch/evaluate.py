@@ -17,7 +17,9 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
 def main(argv):
   del argv
   common.start()
-  results = evaluation.evaluate_checkpoint(_CONFIG.value, common.WORKDIR.value, step=_STEP.value)
+  results = evaluation.evaluate_checkpoint(
+    common.config_value(_CONFIG), common.WORKDIR.value, step=_STEP.value
+  )
   print(json.dumps(results, indent=2, sort_keys=True))
 
 

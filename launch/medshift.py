@@ -21,7 +21,7 @@ def main(argv):
   del argv
   common.start()
   logging.set_verbosity(logging.INFO)
-  result = run_medshift(_CONFIG.value, common.WORKDIR.value)
+  result = run_medshift(common.config_value(_CONFIG), common.WORKDIR.value)
   print(result["markdown"])
   print(f"\nWritten to {common.WORKDIR.value}/matrix.md, matrix.json and medshift.png.")
 

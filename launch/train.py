@@ -21,7 +21,7 @@ _CONFIG = common.define_config_flag()
 def main(argv):
   del argv
   common.start()
-  results = trainer.train_and_evaluate(_CONFIG.value, common.WORKDIR.value)
+  results = trainer.train_and_evaluate(common.config_value(_CONFIG), common.WORKDIR.value)
   print(json.dumps(results, indent=2, sort_keys=True))
 
 

@@ -71,6 +71,7 @@ def evaluate_checkpoint(
   be evaluated on other evaluation sets (e.g. inter-class OOD) without overwriting its report.
   """
   run = RunSetup(config)
+  config = run.config
   checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
   try:
     step = checkpointer.latest_step() if step is None else step

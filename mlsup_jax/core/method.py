@@ -1,18 +1,29 @@
-"""The Method / Stage interface every method implements (DESIGN §2)."""
+"""The Method / Stage interface every method implements.
+
+A method is a class built from a config (`METHODS` in `mlsup_jax/methods/__init__.py`) with:
+
+* `stages`: its `Stage`s, run in order by the one trainer (`core/trainer.py`);
+* `batch_keys`: the example keys its training (per stream) and evaluation read (`BatchKeys`),
+  checked against the first examples of every source before anything is compiled;
+* `init`, `eval_step`, `evaluate`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import jax
+import ml_collections
 import optax
 
+from mlsup_jax import losses
 from mlsup_jax.core.state import TrainState
 
 Batch = dict[str, Any]
 TrainStep = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+MAIN_STREAM = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +36,8 @@ class Stage:
     train_step: pure `(state, batch, rng) -> (state, metrics)`; metrics are scalars.
     optimizer: the optimizer whose state the trainer initialises when the stage begins.
     prepare: optional pure `state -> state` run once when the stage begins (before the optimizer
-      state is re-initialised), e.g. to add a head or fix a centre. Deviation from DESIGN §2's
-      four fields: two-stage methods (TEND, CVAD) need it and it keeps the trainer agnostic.
+      state is re-initialised), e.g. to add a head or fix a centre. Two-stage methods (TEND,
+      CVAD) need it, and it keeps the trainer method-agnostic.
   """
 
   name: str
@@ -36,10 +47,37 @@ class Stage:
   prepare: Callable[[TrainState], TrainState] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchKeys:
+  """The example keys a method reads.
+
+  Attributes:
+    train: per training stream (`""` = the main stream, `config.data.train_source`; other names
+      are `config.data.streams.<name>`), the keys its examples must hold.
+    eval: the keys the examples of `config.data.eval_source` must hold.
+
+  Keys a method only *uses when present* (a phantom's OOD flags, a BAC intensity map) are not
+  listed: they unlock extra reports and are never required.
+  """
+
+  train: Mapping[str, tuple[str, ...]]
+  eval: tuple[str, ...]
+
+  def with_losses(
+    self, loss_config: ml_collections.ConfigDict, roles: Mapping[str, losses.LossRole]
+  ) -> BatchKeys:
+    """These keys plus those the active loss terms of `roles` read (on each role's stream)."""
+    train = {stream: set(keys) for stream, keys in self.train.items()}
+    for stream, keys in losses.batch_keys(loss_config, roles).items():
+      train.setdefault(stream, set()).update(keys)
+    return BatchKeys({s: tuple(sorted(k)) for s, k in train.items()}, tuple(self.eval))
+
+
 class Method(Protocol):
-  """A training method: its stages, initial state, and evaluation."""
+  """A training method: its stages, the keys it reads, its initial state, and evaluation."""
 
   stages: Sequence[Stage]
+  batch_keys: BatchKeys
 
   def init(self, rng: jax.Array, example_batch: Batch) -> TrainState: ...
 

@@ -1,6 +1,9 @@
 """Builds what a run needs from its config: the method, the mesh, shardings and the state.
 
-Shared by training (`trainer.py`) and stand-alone evaluation (`evaluation.py`).
+Shared by training (`trainer.py`) and stand-alone evaluation (`evaluation.py`). Before anything
+is compiled it resolves the config (`config_resolution.py`) and checks that the first examples of
+every training stream and of every evaluation source hold the keys the method declares
+(`Method.batch_keys`), naming the source and the missing key.
 """
 
 from __future__ import annotations
@@ -12,14 +15,50 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax.core import mesh as mesh_lib
-from mlsup_jax.core.method import Method, Stage
-from mlsup_jax.core.registry import METHODS
+from mlsup_jax.core.config_resolution import resolve_config
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Method, Stage
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.data import pipeline
+from mlsup_jax.data.validation import DataError
+from mlsup_jax.methods import METHODS
+
+# Evaluation sources whose examples go through `eval_step` (calibration: SML's training pass).
+EVAL_SOURCES = ("eval_source", "calibration_source")
 
 
 def build_method(config: ml_collections.ConfigDict) -> Method:
   return METHODS.get(config.method)(config)
+
+
+def check_keys(example: dict, needed, where: str, method: str, purpose: str) -> None:
+  """Raises `DataError` naming `where` and the keys of `needed` that `example` lacks."""
+  missing = sorted(set(needed) - set(example))
+  if missing:
+    present = sorted(k for k, v in example.items() if not isinstance(v, dict))
+    raise DataError(
+      f"{where} gives examples without {missing}, which method {method!r} needs for {purpose}; "
+      f"its examples have {present}."
+    )
+
+
+def check_batch_keys(config: ml_collections.ConfigDict, keys: BatchKeys, first_batch: dict):
+  """The first training batch and the first example of every evaluation source hold `keys`."""
+  specs = {spec.name: spec for spec in pipeline.stream_specs(config.data)}
+  for stream, needed in keys.train.items():
+    if stream not in specs:
+      raise ValueError(
+        f"Method {config.method!r} trains on a stream {stream!r}: add config.data.streams."
+        f"{stream} (streams now: {sorted(s for s in specs if s)})."
+      )
+    spec = specs[stream]
+    example = first_batch if stream == MAIN_STREAM else first_batch[stream]
+    where = f"{spec.where} ({spec.source['name']!r})"
+    check_keys(example, needed, where, config.method, "training")
+  for key in EVAL_SOURCES:
+    if key in config.data:
+      example = pipeline.first_eval_example(config.data, key)
+      where = f"config.data.{key} ({config.data[key].name!r})"
+      check_keys(example, keys.eval, where, config.method, "evaluation")
 
 
 def stage_starts(stages: Sequence[Stage]) -> list[int]:
@@ -38,17 +77,20 @@ class RunSetup:
   """What training and evaluation build from a config: method, mesh, shardings, initial state."""
 
   def __init__(self, config: ml_collections.ConfigDict, devices=None):
+    config = resolve_config(config)
     self.config = config
     self.method = build_method(config)
     self.stages = list(self.method.stages)
     self.starts = stage_starts(self.stages)
     self.total_steps = sum(stage.num_steps for stage in self.stages)
     self.mesh = mesh_lib.make_mesh(config.mesh, devices)
-    if config.data.batch_size % self.mesh.devices.size:
-      raise ValueError(
-        f"config.data.batch_size={config.data.batch_size} must be divisible by the "
-        f"{self.mesh.devices.size} devices of the mesh (the batch is split across them)."
-      )
+    for spec in pipeline.stream_specs(config.data):
+      if spec.batch_size % self.mesh.devices.size:
+        name = "config.data.batch_size" if spec.name == MAIN_STREAM else f"{spec.where}.batch_size"
+        raise ValueError(
+          f"{name}={spec.batch_size} must be divisible by the {self.mesh.devices.size} devices "
+          "of the mesh (the batch is split across them)."
+        )
     self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
     self.replicated = mesh_lib.replicated(self.mesh)
     root = jax.random.key(config.seed)
@@ -56,6 +98,7 @@ class RunSetup:
     # Built once: the example batch below and the trainer's iterator both read it.
     self.train_dataset = pipeline.train_dataset(config.data)
     self.example_local = self.train_dataset[0]
+    check_batch_keys(config, self.method.batch_keys, self.example_local)
     self.example_batch = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(
         (x.shape[0] * jax.process_count(),) + x.shape[1:], x.dtype, sharding=self.batch_sharding

@@ -1,9 +1,9 @@
-"""One supervised stage: a Flax model with `batch_stats`, one optimizer, one objective.
+"""`SupervisedMethod`: the base of methods trained as one network, one optimizer, one objective.
 
 Methods whose training is "apply the model, score its outputs, take one optimizer step"
-(MaxQuery, SCU-Net, the image classifier, the AE / VAE baselines) inherit `init` and
-`train_step` from `SupervisedStage` and write only `objective`; swapping a loss means
-overriding that one method (or editing `config.loss`).
+(segmentation, MaxQuery, SCU-Net, the image classifier, the AE / VAE baselines) inherit `init`
+and `train_step` from `SupervisedMethod` and write only `objective`; swapping a loss is a config
+line (`config.loss`), never an override here.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import jax
 import optax
 
 from mlsup_jax.core.method import Stage
+from mlsup_jax.core.networks import apply_network, init_network
 from mlsup_jax.core.state import TrainState
 
 
-class SupervisedStage:
-  """Mixin: `init` and `train_step` for `self.model` trained by `self.optimizer`.
+class SupervisedMethod:
+  """Mix-in: `init` and `train_step` for `self.model` trained by `self.optimizer`.
 
   The model is called as `model(image, train=...)`; its non-trainable `batch_stats` (empty when it
   has none) live in `state.model_state`.
@@ -44,30 +45,24 @@ class SupervisedStage:
     raise NotImplementedError
 
   def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
-    names = self.init_rng_names
-    keys = [rng] if len(names) == 1 else list(jax.random.split(rng, len(names)))
-    rngs = dict(zip(names, keys, strict=True))
-    variables = self.model.init(rngs, example_batch["image"], train=False)
-    return TrainState.create(
-      params=variables["params"],
-      optimizer=self.optimizer,
-      model_state={"batch_stats": variables.get("batch_stats", {})},
-    )
+    params, model_state = init_network(self.model, rng, example_batch["image"], self.init_rng_names)
+    return TrainState.create(params=params, optimizer=self.optimizer, model_state=model_state)
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """`batch: image [B, *S, C]` + the objective's targets → updated state and scalar metrics."""
 
     def loss_fn(params):
-      outputs, updates = self.model.apply(
-        {"params": params, **state.model_state},
+      outputs, model_state = apply_network(
+        self.model,
+        params,
+        state.model_state,
         batch["image"],
         train=True,
         rngs={self.step_rng_name: rng},
-        mutable=["batch_stats"],
       )
       loss, metrics = self.objective(outputs, batch)
-      return loss, (updates, metrics)
+      return loss, (model_state, metrics)
 
-    (loss, (updates, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=updates)
+    (loss, (model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=model_state)
     return state, {"loss": loss, **metrics}

@@ -38,6 +38,7 @@ def train_and_evaluate(
     The evaluation metrics (also written to `<workdir>/eval_results.json`).
   """
   run = RunSetup(config, devices)
+  config = run.config  # Resolved: sources and defaults filled in, validated.
   checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
   writers = MetricWriters(workdir, run.total_steps, tensorboard=config.train.tensorboard)
   data_iter = pipeline.train_iterator(run.train_dataset, config.data)
@@ -45,12 +46,7 @@ def train_and_evaluate(
   step, stage_index = 0, 0
   latest = checkpointer.latest_step()
   if latest is not None:
-    stage_index = checkpointer.restore_meta(latest)["stage_index"]
-    abstract, shardings = run.state_shardings(stage_index)
-    abstract = jax.tree.map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
-    )
-    state, data_state = checkpointer.restore(latest, abstract)
+    state, data_state, stage_index = run.restore(checkpointer, latest)
     data_iter.set_state(data_state)
     step = latest
     logging.info("Resumed from step %d (stage %s).", step, run.stages[stage_index].name)

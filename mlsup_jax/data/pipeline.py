@@ -1,84 +1,141 @@
 """`config.data` → grain pipelines: seeded, per-process sharded, checkpointable.
 
-Training: source → per-process slice → validation → shuffle (seeded, re-shuffled each epoch) →
-repeat forever → transforms (seeded per example) → batch. The iterator's state is a small dict
-saved with every checkpoint, so a resumed run continues with the very next batch.
+**Training streams.** The main stream is `config.data.train_source` with `batch_size`,
+`train_transforms` and `require_label`; every other stream is named under
+`config.data.streams.<name>` with the same properties of its own:
 
-Extra streams (`config.data.streams`, optional): methods that need a second data set next to the
-training one (MCPM / MW-Net's clean meta set) name it there, `streams.<name> = <source config>`.
-Each stream goes through the same steps as `train_source` (validation, its own seeded shuffle and
-endless cycle, the same `train_transforms` with its own seeds) and is zipped example by example
-into the training stream: the n-th training example carries the n-th example of every stream
-under `example[<name>]`, so a batch is `{"image": [B, …], "label": [B, …], …, "<name>": {"image":
-[B, …], …}}` — the same batch size, sharded along the same axis. The zip is by position, so the
-iterator's checkpointed state is unchanged and a resumed run sees the same pairs.
+    streams.unlabelled = {
+      "source": {...},                 # a source section, as train_source
+      "batch_size": 24,                # its own global batch size
+      "transforms": ("ct_window",),    # applied to every example of the stream
+      "views": {"strong": ("random_brightness",)},   # extra views of the image, see below
+      "require_label": False,          # a stream may carry no labels
+    }
 
-Evaluation: a finite pass in order; the last batch is padded to full size and carries
+Each stream goes through the same steps: per-process slice → validation → shuffle (its own seed,
+re-shuffled each epoch) → repeat forever → transforms (seeded per example) → views → batch. The
+batches are zipped by position: batch n of the main stream carries batch n of every stream under
+`batch[<name>]`, so a training batch is `{"image": [B, …], "label": [B, …], …, "<name>":
+{"image": [B_name, …], …}}`, each stream sharded along its own leading axis. The zip is by
+position, so the checkpointed iterator state (the main stream's) resumes every stream at the
+very next batch.
+
+**Views** are photometric: `views.<view> = (transforms…)` runs those transforms on a copy of the
+(transformed) example with its own random draws and keeps only the result's image, as
+`image_<view>`, which is pixel-aligned with `image` (a view may not change the image's shape).
+Weak/strong pairs are the stream's `transforms` (weak: spatial, applied to image and label) plus
+a `strong` view.
+
+**Evaluation**: a finite pass in order; the last batch is padded to full size and carries
 `valid: [B]` (1 for real examples, 0 for padding) so the eval step never recompiles.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import grain
 import jax
 import ml_collections
 import numpy as np
 
-from mlsup_jax.core.registry import DATASETS
-from mlsup_jax.data.transforms import TRANSFORMS
-from mlsup_jax.data.validation import DataError, check_example
+from mlsup_jax.data.augmentation.transforms import TRANSFORMS
+from mlsup_jax.data.sources import build_source
+from mlsup_jax.data.validation import DataError, check_example, squeeze_single_slice
+
+MAIN_STREAM = ""
 
 
-def build_source(source_config: ml_collections.ConfigDict):
-  """Instantiates `DATASETS[source_config.name](**other fields)` with a clear error."""
-  fields = dict(source_config.to_dict())
-  name = fields.pop("name")
-  factory = DATASETS.get(name)
-  try:
-    source = factory(**fields)
-  except TypeError as error:
-    raise DataError(
-      f"Dataset {name!r} rejected its config fields {sorted(fields)}: {error}"
-    ) from error
-  if len(source) == 0:
-    raise DataError(f"Dataset {name!r} with {fields} is empty: no examples to read.")
-  return source
+@dataclasses.dataclass(frozen=True)
+class StreamSpec:
+  """One training stream: where it reads (`where`, for messages) and its own settings."""
+
+  name: str
+  where: str
+  source: Mapping
+  batch_size: int
+  transforms: tuple[str, ...]
+  views: Mapping[str, tuple[str, ...]]
+  require_label: bool
+
+
+def stream_specs(data_config: ml_collections.ConfigDict) -> list[StreamSpec]:
+  """The main stream, then `config.data.streams` in name order."""
+  specs = [
+    StreamSpec(
+      MAIN_STREAM,
+      "config.data.train_source",
+      data_config.train_source.to_dict(),
+      int(data_config.batch_size),
+      tuple(data_config.train_transforms),
+      {},
+      bool(data_config.require_label),
+    )
+  ]
+  streams = data_config.streams if "streams" in data_config else {}
+  for name in sorted(streams.keys()):
+    stream = streams[name]
+    where = f"config.data.streams.{name}"
+    expected = {"source", "batch_size", "transforms", "views", "require_label"}
+    if not isinstance(stream, ml_collections.ConfigDict) or set(stream.keys()) != expected:
+      got = sorted(stream.keys()) if isinstance(stream, ml_collections.ConfigDict) else stream
+      raise ValueError(f"{where} must have exactly the fields {sorted(expected)}; got {got}.")
+    specs.append(
+      StreamSpec(
+        name,
+        where,
+        stream.source.to_dict(),
+        int(stream.batch_size),
+        tuple(stream.transforms),
+        {view: tuple(names) for view, names in stream.views.items()},
+        bool(stream.require_label),
+      )
+    )
+  return specs
 
 
 @dataclasses.dataclass(frozen=True)
 class _Validate(grain.transforms.Map):
-  dataset: str
+  where: str
   spatial_dims: int
   num_classes: int | None
   require_label: bool
 
   def map(self, example):
     return check_example(
-      example,
-      where=f"dataset {self.dataset!r}",
+      squeeze_single_slice(example, self.spatial_dims),
+      where=self.where,
       spatial_dims=self.spatial_dims,
       num_classes=self.num_classes,
       require_label=self.require_label,
     )
 
 
-def _local_batch_size(global_batch_size: int) -> int:
+def local_batch_size(global_batch_size: int, where: str = "config.data.batch_size") -> int:
+  """This process's share of a global batch."""
   processes = jax.process_count()
-  if global_batch_size % processes:
+  if global_batch_size < 1 or global_batch_size % processes:
     raise ValueError(
-      f"Global batch size {global_batch_size} is not divisible by {processes} processes."
+      f"{where}={global_batch_size} must be a positive multiple of the {processes} processes."
     )
   return global_batch_size // processes
+
+
+def _transform(name: str, data_config):
+  try:
+    return TRANSFORMS.get(name)(data_config)
+  except (AttributeError, KeyError) as error:
+    raise ValueError(
+      f"Transform {name!r} reads a config.data field that is missing: {error}"
+    ) from error
 
 
 def _transformed(dataset: grain.MapDataset, names, data_config, seed: int) -> grain.MapDataset:
   """`dataset` with the registered transforms `names` applied; random ones seeded by `seed`
   (per example index, so a pass is reproducible)."""
   for name in names:
-    transform = TRANSFORMS.get(name)(data_config)
+    transform = _transform(name, data_config)
     if isinstance(transform, grain.transforms.RandomMap):
       dataset = dataset.random_map(transform, seed=seed)
     else:
@@ -86,61 +143,103 @@ def _transformed(dataset: grain.MapDataset, names, data_config, seed: int) -> gr
   return dataset
 
 
-def _validated(source, source_config, data_config) -> grain.MapDataset:
+@dataclasses.dataclass(frozen=True)
+class _View(grain.transforms.RandomMap):
+  """Adds `image_<name>`: the image after `transforms` run on a copy of the example."""
+
+  name: str
+  transforms: tuple
+  where: str
+
+  def random_map(self, example, rng: np.random.Generator):
+    key = f"image_{self.name}"
+    if key in example:
+      raise DataError(f"{self.where}: view {self.name!r} would overwrite the key {key!r}.")
+    view = dict(example)
+    for transform in self.transforms:
+      if isinstance(transform, grain.transforms.RandomMap):
+        view = transform.random_map(view, rng)
+      else:
+        view = transform.map(view)
+    image = np.asarray(view["image"])
+    if image.shape != np.shape(example["image"]):
+      raise DataError(
+        f"{self.where}: view {self.name!r} changed the image's shape {np.shape(example['image'])} "
+        f"to {image.shape}; views must be photometric (spatial transforms go in `transforms`)."
+      )
+    return {**example, key: image}
+
+
+def _with_views(dataset, views: Mapping, data_config, seed: int, where: str):
+  for position, name in enumerate(sorted(views)):
+    transforms = tuple(_transform(t, data_config) for t in views[name])
+    dataset = dataset.random_map(
+      _View(name, transforms, where), seed=derived_seed(seed, 1000 + position)
+    )
+  return dataset
+
+
+def _validated(source, where: str, data_config, require_label: bool) -> grain.MapDataset:
   dataset = grain.MapDataset.source(source)
   # Each process reads only its own slice (multi-host input sharding).
   dataset = dataset[jax.process_index() :: jax.process_count()]
   return dataset.map(
     _Validate(
-      dataset=source_config.name,
+      where=where,
       spatial_dims=data_config.spatial_dims,
       num_classes=data_config.num_classes,
-      require_label=data_config.require_label,
+      require_label=require_label,
     )
   )
 
 
-def _endless(source_config, data_config, seed: int) -> grain.MapDataset:
-  """Validated, shuffled (`seed`), endlessly repeated and augmented (`seed + 1`) examples."""
-  source = build_source(source_config)
-  dataset = _validated(source, source_config, data_config)
+def _stream_batches(spec: StreamSpec, data_config, seed: int) -> grain.MapDataset:
+  """Validated, shuffled (`seed`), endlessly repeated, augmented (`seed + 1`), viewed, batched."""
+  source = build_source(spec.source)
+  dataset = _validated(
+    source, f"{spec.where} ({spec.source['name']!r})", data_config, spec.require_label
+  )
   dataset = dataset.shuffle(seed=seed).repeat(None)
-  return _transformed(dataset, data_config.train_transforms, data_config, seed + 1)
+  dataset = _transformed(dataset, spec.transforms, data_config, seed + 1)
+  dataset = _with_views(dataset, spec.views, data_config, seed, spec.where)
+  return dataset.batch(
+    local_batch_size(spec.batch_size, f"{spec.where} batch_size"), drop_remainder=True
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class _ZipStream(grain.transforms.MapWithIndex):
-  """Adds example `index` of an endless stream to the training example at position `index`."""
+  """Adds batch `index` of an endless stream to the main stream's batch at position `index`."""
 
   name: str
   stream: grain.MapDataset
 
-  def map_with_index(self, index: int, example):
-    if self.name in example:
+  def map_with_index(self, index: int, batch):
+    if self.name in batch:
       raise DataError(
         f"Stream {self.name!r} collides with the training examples' key {self.name!r}; rename "
         "the stream in config.data.streams."
       )
-    return {**example, self.name: self.stream[index]}
+    return {**batch, self.name: self.stream[index]}
 
 
-def _stream_seed(seed: int, position: int) -> int:
-  """A seed for the `position`-th extra stream, independent of the training stream's."""
+def derived_seed(seed: int, position: int) -> int:
+  """A seed for the `position`-th derived stream, independent of `seed`'s own."""
   return int(np.random.SeedSequence([seed, position + 1]).generate_state(1)[0] >> 1)
 
 
 def train_dataset(data_config: ml_collections.ConfigDict) -> grain.MapDataset:
-  """The infinite, shuffled, augmented, batched training `MapDataset` for this process.
+  """The infinite, shuffled, augmented training `MapDataset` of batches for this process.
 
-  With `data_config.streams`, every example also carries one example of each stream (module
+  With `data_config.streams`, every batch also carries one batch of each stream (module
   docstring).
   """
-  dataset = _endless(data_config.train_source, data_config, data_config.seed)
-  streams = data_config.streams if "streams" in data_config else {}
-  for position, name in enumerate(sorted(streams.keys())):
-    stream = _endless(streams[name], data_config, _stream_seed(data_config.seed, position))
-    dataset = dataset.map_with_index(_ZipStream(name, stream))
-  return dataset.batch(_local_batch_size(data_config.batch_size), drop_remainder=True)
+  specs = stream_specs(data_config)
+  dataset = _stream_batches(specs[0], data_config, data_config.seed)
+  for position, spec in enumerate(specs[1:]):
+    stream = _stream_batches(spec, data_config, derived_seed(data_config.seed, position))
+    dataset = dataset.map_with_index(_ZipStream(spec.name, stream))
+  return dataset
 
 
 def train_iterator(dataset: grain.MapDataset, data_config: ml_collections.ConfigDict):
@@ -155,6 +254,21 @@ def train_iterator(dataset: grain.MapDataset, data_config: ml_collections.Config
   return iter(iterable)
 
 
+def _eval_dataset(data_config: ml_collections.ConfigDict, source_key: str):
+  section = data_config[source_key]
+  source = build_source(section)
+  where = f"config.data.{source_key} ({section.name!r})"
+  dataset = _validated(source, where, data_config, require_label=False)
+  # Random evaluation transforms (e.g. `unseen_transform_image`) are seeded per example index.
+  dataset = _transformed(dataset, data_config.eval_transforms, data_config, data_config.seed + 2)
+  return source, dataset
+
+
+def first_eval_example(data_config: ml_collections.ConfigDict, source_key: str) -> dict:
+  """The first (validated, transformed) example of `config.data[source_key]`."""
+  return _eval_dataset(data_config, source_key)[1][0]
+
+
 def eval_batches(
   data_config: ml_collections.ConfigDict, batch_size: int, source_key: str = "eval_source"
 ) -> Iterator[dict]:
@@ -163,11 +277,8 @@ def eval_batches(
   `source_key` is `eval_source`, or `calibration_source` for the pass over training images that
   post-hoc scores fit their statistics on (e.g. SML).
   """
-  source = build_source(data_config[source_key])
-  dataset = _validated(source, data_config[source_key], data_config)
-  # Random evaluation transforms (e.g. `unseen_transform_image`) are seeded per example index.
-  dataset = _transformed(dataset, data_config.eval_transforms, data_config, data_config.seed + 2)
-  local = _local_batch_size(batch_size)
+  source, dataset = _eval_dataset(data_config, source_key)
+  local = local_batch_size(batch_size, "config.eval.batch_size")
   # Every process runs the same number of batches (global arrays need it): pad with invalid ones.
   per_process = -(-len(source) // jax.process_count())
   for start in range(0, per_process, local):

@@ -65,3 +65,32 @@ def check_example(
         f"for num_classes={num_classes}."
       )
   return example
+
+
+def squeeze_single_slice(example: dict, spatial_dims: int) -> dict:
+  """A 2-D run reads a one-slice volume as an image: `[H, W, 1, C] → [H, W, C]`.
+
+  Every array of the example with the image's spatial shape `[H, W, 1]` (label, masks) loses the
+  depth axis too. Anything else is returned unchanged (and `check_example` judges it).
+
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.data.validation import squeeze_single_slice
+    >>> example = {"image": np.zeros((4, 5, 1, 2)), "label": np.zeros((4, 5, 1), int)}
+    >>> {k: v.shape for k, v in squeeze_single_slice(example, 2).items()}
+    {'image': (4, 5, 2), 'label': (4, 5)}
+  """
+  image = example.get("image")
+  if spatial_dims != 2 or image is None or np.ndim(image) != 4 or np.shape(image)[2] != 1:
+    return example
+  spatial = np.shape(image)[:3]
+  out = {}
+  for key, value in example.items():
+    shape = np.shape(value)
+    if key == "image":
+      out[key] = np.asarray(value)[:, :, 0]
+    elif len(shape) >= 3 and shape[:3] == spatial:
+      out[key] = np.asarray(value)[:, :, 0]
+    else:
+      out[key] = value
+  return out

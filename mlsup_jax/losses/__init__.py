@@ -1,54 +1,77 @@
-"""Losses chosen by name from `config.loss` (DESIGN §2).
+"""Losses chosen by name from `config.loss` (the layout: `losses/layout.py`).
 
-`config.loss.terms` names the terms a method sums, `config.loss.weights` their weights, and
-`config.loss.<name>` (optional) the keyword hyperparameters of each. To try a new loss in a
-fork: write `my_loss(*, outputs, batch, **hparams) -> (scalar, metrics)`, add one line to
-`LOSSES`, and run with `--config.loss.terms='("my_loss",)'` — no trainer or method changes.
+`LOSSES` is the one table of loss terms. Each term is a pure function
+`loss(*, outputs, batch, **hparams) -> (value, metrics)`; a per-pixel term also takes
+`reduction` ("mean" → scalar, "none" → `[B, *S]` map). To try a new loss in a fork:
+
+1. write it, e.g. `def focal_dice(*, outputs, batch, gamma=2.0): ...` (every hyperparameter
+   keyword-only with a default);
+2. add one line here: `"focal_dice": LossTerm(focal_dice, outputs=("logits",), batch=("label",))`;
+3. run with `--config.loss.focal_dice.weight=0.5 --config.loss.focal_dice.gamma=3` — every
+   config whose objective provides `logits` now lists the term (weight 0 = off) with its
+   defaults. No trainer or method changes.
 """
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-import ml_collections
+from mlsup_jax.losses.layout import (
+  LossRole,
+  LossTerm,
+  active_terms,
+  applicable_terms,
+  batch_keys,
+  check_loss_config,
+  loss_section,
+  merge_metrics,
+  role_config,
+  roles_section,
+  term_hparams,
+  weighted_sum,
+)
+from mlsup_jax.registry import Registry
 
-from mlsup_jax.core.registry import Registry
-from mlsup_jax.losses import segmentation
+_SEG = "mlsup_jax.losses.segmentation"
+_ANOMALY = "mlsup_jax.losses.anomaly"
 
+# Term name → `LossTerm(function, outputs it reads, batch keys it reads)`.
 LOSSES = Registry(
   "loss",
   {
-    "soft_dice": segmentation.soft_dice,
-    "cross_entropy": segmentation.cross_entropy,
-    # The import is lazy: mask_transformer imports this module.
-    "query_distribution": "mlsup_jax.losses.mask_transformer:query_distribution",
-    "reconstruction_mse": "mlsup_jax.losses.anomaly:reconstruction_mse",
-    "classification_bce": "mlsup_jax.losses.anomaly:classification_bce",
-    "tend_margin": "mlsup_jax.losses.anomaly:tend_margin",
-    "vae": "mlsup_jax.losses.anomaly:vae_loss",
-    "cvae": "mlsup_jax.losses.anomaly:cvae_loss",
-    "discriminator_bce": "mlsup_jax.losses.anomaly:discriminator_bce",
+    "cross_entropy": LossTerm(f"{_SEG}:cross_entropy", ("logits",), ("label",)),
+    "soft_dice": LossTerm(f"{_SEG}:soft_dice", ("logits",), ("label",)),
+    "query_distribution": LossTerm(
+      "mlsup_jax.losses.mask_transformer:query_distribution", ("mask_logits",), ("label",)
+    ),
+    "pseudo_label_mse": LossTerm(
+      "mlsup_jax.losses.consistency:pseudo_label_mse", ("logits", "target_probs")
+    ),
+    "reconstruction_mse": LossTerm(
+      f"{_ANOMALY}:reconstruction_mse", ("reconstruction",), ("image",)
+    ),
+    "classification_bce": LossTerm(f"{_ANOMALY}:classification_bce", ("logit",), ("label",)),
+    "tend_margin": LossTerm(f"{_ANOMALY}:tend_margin", ("features", "centre"), ("label",)),
+    "vae": LossTerm(f"{_ANOMALY}:vae_loss", ("reconstruction", "mu", "logvar"), ("image",)),
+    "cvae": LossTerm(
+      f"{_ANOMALY}:cvae_loss",
+      ("reconstruction", "mu1", "logvar1", "mu2", "logvar2"),
+      ("image",),
+    ),
+    "discriminator_bce": LossTerm(f"{_ANOMALY}:discriminator_bce", ("real_logit", "fake_logit")),
   },
 )
 
-
-def weighted_sum(loss_config: ml_collections.ConfigDict, *, outputs: dict, batch: dict):
-  """Sums `weight × term(outputs, batch, **hparams)` over `loss_config.terms`.
-
-  Returns:
-    `(total, metrics)`: metrics hold each term's value as `loss/<name>` plus the terms' own
-    metrics.
-  """
-  terms, weights = tuple(loss_config.terms), tuple(loss_config.weights)
-  if len(terms) != len(weights) or not terms:
-    raise ValueError(
-      f"config.loss.terms {terms} and weights {weights} must be non-empty and match."
-    )
-  total = jnp.zeros((), jnp.float32)
-  metrics = {}
-  for name, weight in zip(terms, weights, strict=True):
-    hparams = loss_config[name].to_dict() if name in loss_config else {}
-    value, term_metrics = LOSSES.get(name)(outputs=outputs, batch=batch, **hparams)
-    total = total + weight * value
-    metrics[f"loss/{name}"] = value
-    metrics.update(term_metrics)
-  return total, metrics
+__all__ = [
+  "LOSSES",
+  "LossRole",
+  "LossTerm",
+  "active_terms",
+  "applicable_terms",
+  "batch_keys",
+  "check_loss_config",
+  "loss_section",
+  "merge_metrics",
+  "role_config",
+  "roles_section",
+  "term_hparams",
+  "weighted_sum",
+]

@@ -1,6 +1,7 @@
 """Per-pixel consistency losses between a student's logits and a teacher's probabilities.
 
-Unreduced, like `losses/pixel_maps.py`: `loss(*, logits, target_probs) -> [B, *S]`. Class
+`probability_mse(logits, target_probs) -> [B, *S]` is the array function; `pseudo_label_mse` is
+the registered loss term (`outputs: logits, target_probs`) with a per-pixel form. Class
 probabilities follow the library convention (`losses/segmentation.py`): one output channel is a
 sigmoid, read here as the two classes `[1 − σ, σ]`; K > 1 channels are a softmax.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from mlsup_jax.losses.segmentation import mean_over_valid
 
 
 def class_probabilities(logits: jax.Array) -> jax.Array:
@@ -19,7 +22,7 @@ def class_probabilities(logits: jax.Array) -> jax.Array:
   return jax.nn.softmax(logits, axis=-1)
 
 
-def probability_mse(*, logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+def probability_mse(logits: jax.Array, target_probs: jax.Array) -> jax.Array:
   """Per-pixel squared distance `‖p(logits) − target‖²` between probability vectors.
 
   The sum over classes (PINT's `L_mse(f_v, ŷ_v) = ‖f_v − ŷ_v‖²`); UA-MT's softmax-MSE averages
@@ -41,3 +44,23 @@ def probability_mse(*, logits: jax.Array, target_probs: jax.Array) -> jax.Array:
     )
   diff = probs - jax.lax.stop_gradient(target_probs).astype(probs.dtype)
   return jnp.sum(diff * diff, axis=-1)
+
+
+def pseudo_label_mse(*, outputs: dict, batch: dict, reduction: str = "mean"):
+  """The loss term of `probability_mse` between the student and a teacher's pseudo-labels.
+
+  Args:
+    outputs: `logits: [B, *S, K]` (student), `target_probs: [B, *S, max(K, 2)]` (teacher).
+    batch: optional `valid: [B]`.
+    reduction: "mean" (over pixels, then valid examples) or "none" (`[B, *S]`).
+
+  Returns:
+    `(loss, {"pseudo_label_mse": mean loss})`.
+  """
+  per_pixel = probability_mse(outputs["logits"], outputs["target_probs"])
+  loss = mean_over_valid(per_pixel, batch)
+  if reduction == "none":
+    return per_pixel, {"pseudo_label_mse": loss}
+  if reduction != "mean":
+    raise ValueError(f"Unknown reduction {reduction!r}: use 'mean' or 'none'.")
+  return loss, {"pseudo_label_mse": loss}

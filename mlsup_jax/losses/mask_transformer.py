@@ -42,7 +42,7 @@ def query_distribution(
   batch: dict,
   query_split: Sequence[int] = (16, 4, 12),
   class_groups: Sequence[int] = (0, 1, 2, 2, 2),
-  reduction: str = "pixel",
+  balance: str = "pixel",
 ):
   """The QD loss (module docstring).
 
@@ -51,7 +51,7 @@ def query_distribution(
     batch: `label: [B, *S]` int in `[0, len(class_groups))`; optional `valid: [B]`.
     query_split: group sizes; must sum to N.
     class_groups: the group of each class; values in `[0, len(query_split))`.
-    reduction: "pixel" — the mean over pixels (then valid examples), our reading of the paper;
+    balance: "pixel" — the mean over pixels (then valid examples), our reading of the paper;
       "group_balanced" — the mean over the pixels of each target group (over the batch), then
       over the groups present, so the few tumour pixels weigh as much as the background.
 
@@ -76,9 +76,9 @@ def query_distribution(
   log_group = jnp.log(jnp.maximum(group_probs, 1e-30))
   target_group = jnp.asarray(class_groups, jnp.int32)[batch["label"]]
   per_pixel = -jnp.take_along_axis(log_group, target_group[..., None], axis=-1)[..., 0]
-  if reduction == "pixel":
+  if balance == "pixel":
     loss = mean_over_valid(per_pixel, batch)
-  elif reduction == "group_balanced":
+  elif balance == "group_balanced":
     weights = example_weights(batch, per_pixel.shape[0])
     weights = weights.reshape((-1,) + (1,) * (per_pixel.ndim - 1))
     in_group = (
@@ -90,7 +90,7 @@ def query_distribution(
     present = (count > 0).astype(jnp.float32)
     loss = jnp.sum(group_mean * present) / jnp.maximum(jnp.sum(present), 1.0)
   else:
-    raise ValueError(f"Unknown QD reduction {reduction!r}: use 'pixel' or 'group_balanced'.")
+    raise ValueError(f"Unknown QD balance {balance!r}: use 'pixel' or 'group_balanced'.")
   return loss, {"qd_loss": loss}
 
 
@@ -127,7 +127,7 @@ def deep_supervision(
   (`downsample_labels`).
 
   Args:
-    loss_config: `config.loss` (terms, weights and each term's hyper-parameters).
+    loss_config: the loss section (`config.loss`: each term's weight and hyper-parameters).
     outputs: the model output (`mask_logits`, `class_logits`, `aux`).
     batch: the training batch.
     aux_weight: weight of each auxiliary layer's loss (the final layer has weight 1).
@@ -144,5 +144,5 @@ def deep_supervision(
       loss_config, outputs=layer_outputs(prediction), batch=layer_batch
     )
     aux_total = aux_total + value
-  metrics["loss/aux"] = aux_total
+  losses_lib.merge_metrics(metrics, {"loss/aux": aux_total}, "Deep supervision")
   return total + aux_weight * aux_total, metrics

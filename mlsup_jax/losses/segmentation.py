@@ -1,6 +1,8 @@
 """Segmentation losses.
 
-Every loss is pure and keyword-only: `loss(*, outputs, batch, **hparams) -> (scalar, metrics)`.
+Every loss is pure and keyword-only: `loss(*, outputs, batch, **hparams) -> (value, metrics)`.
+`cross_entropy` also has a per-pixel form (`reduction="none"` → `[B, *S]`) for methods that weight
+pixels (MCPM, MW-Net, PINT); Dice has none (it is a ratio of sums).
 
 **The Dice convention of this library** (used by every method; written down once here):
 soft Dice on *probabilities* (sigmoid for one output channel, softmax otherwise),
@@ -79,16 +81,30 @@ def soft_dice(
   return 1.0 - dice, {"dice": dice}
 
 
-def cross_entropy(*, outputs: dict, batch: dict, label_smoothing: float = 0.0):
+def cross_entropy(
+  *, outputs: dict, batch: dict, label_smoothing: float = 0.0, reduction: str = "mean"
+):
   """Pixel-wise cross-entropy from logits (sigmoid BCE for K = 1, softmax CE for K > 1).
 
   Args:
     outputs: `logits: [B, *S, K]`.
     batch: `label: [B, *S]` int; optional `valid: [B]`.
     label_smoothing: optax-style smoothing of the one-hot targets (K > 1 only).
+    reduction: "mean" — the mean over pixels, then over valid examples; "none" — the `[B, *S]`
+      per-pixel losses (whose mean is the "mean" value when every example is valid).
 
   Returns:
-    `(loss, {"cross_entropy": loss})`, the mean over valid pixels.
+    `(loss, {"cross_entropy": mean loss})`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.losses.segmentation import cross_entropy
+    >>> logits = jnp.zeros((1, 2, 2, 2)); label = jnp.zeros((1, 2, 2), jnp.int32)
+    >>> loss, _ = cross_entropy(outputs={"logits": logits}, batch={"label": label})
+    >>> round(float(loss), 4)  # ln 2
+    0.6931
+    >>> cross_entropy(outputs={"logits": logits}, batch={"label": label}, reduction="none")[0].shape
+    (1, 2, 2)
   """
   logits = outputs["logits"]
   labels = batch["label"]
@@ -101,4 +117,17 @@ def cross_entropy(*, outputs: dict, batch: dict, label_smoothing: float = 0.0):
     target = optax.smooth_labels(target, label_smoothing) if label_smoothing else target
     per_pixel = optax.softmax_cross_entropy(logits, target)
   loss = mean_over_valid(per_pixel, batch)
+  if reduction == "none":
+    return per_pixel, {"cross_entropy": loss}
+  if reduction != "mean":
+    raise ValueError(f"Unknown reduction {reduction!r}: use 'mean' or 'none'.")
   return loss, {"cross_entropy": loss}
+
+
+def weighted_pixel_mean(loss_map: jax.Array, weights: jax.Array) -> jax.Array:
+  """`mean(weights · loss_map)` over batch and pixels, not normalised by Σ weights.
+
+  MW-Net's convention (`sum(cost · v) / len(cost)`): the weights scale the loss, so a meta
+  network can switch the whole batch down. `loss_map, weights: [B, *S]` → scalar.
+  """
+  return jnp.mean(weights * loss_map)

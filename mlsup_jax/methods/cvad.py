@@ -30,12 +30,27 @@ import jax.numpy as jnp
 import ml_collections
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import Stage
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Stage
 from mlsup_jax.core.optimizers import build_optimizer, masked_optimizer
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.losses import anomaly
 from mlsup_jax.nn.cvae import CascadeVAE, Discriminator
 from mlsup_jax.ood import detection_protocol
+
+LOSS_ROLES = {
+  "cvae": losses.LossRole(
+    outputs=(
+      "reconstruction",
+      "reconstruction_primary",
+      "reconstruction_branch",
+      "mu1",
+      "logvar1",
+      "mu2",
+      "logvar2",
+    )
+  ),
+  "discriminator": losses.LossRole(outputs=("real_logit", "fake_logit")),
+}
 
 
 class CvadMethod:
@@ -44,6 +59,11 @@ class CvadMethod:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     m, t = config.model, config.train
+    losses.check_loss_config(config.loss, LOSS_ROLES)
+    self.loss_roles = LOSS_ROLES
+    self.batch_keys = BatchKeys(train={MAIN_STREAM: ("image",)}, eval=("image", "ood")).with_losses(
+      config.loss, LOSS_ROLES
+    )
     dtype = jnp.dtype(m.dtype)
     self.generator = CascadeVAE(
       base_width=m.base_width,
@@ -106,7 +126,9 @@ class CvadMethod:
 
     def loss_fn(gen_params):
       outputs, updates = self._generate(state, gen_params, batch["image"], rng, train=True)
-      loss, metrics = losses.weighted_sum(self.config.loss.cvae, outputs=outputs, batch=batch)
+      loss, metrics = losses.weighted_sum(
+        self.config.loss.cvae, outputs=outputs, batch=batch, prefix="loss/cvae/"
+      )
       return loss, (updates, metrics)
 
     (loss, (updates, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -142,7 +164,7 @@ class CvadMethod:
         )
         outputs = {"real_logit": logits[:b], "fake_logit": logits[b:]}
         loss, metrics = losses.weighted_sum(
-          self.config.loss.discriminator, outputs=outputs, batch=batch
+          self.config.loss.discriminator, outputs=outputs, batch=batch, prefix="loss/discriminator/"
         )
         return loss, (updates, metrics)
 
@@ -168,7 +190,7 @@ class CvadMethod:
       image,
       train=False,
     )
-    cvae_hparams = self.config.loss.cvae.cvae.to_dict()
+    cvae_hparams = losses.term_hparams(self.config.loss.cvae, "cvae")
     return {
       "cvae_loss": anomaly.cvae_example_loss(outputs, image, **cvae_hparams),
       "reconstruction_error": anomaly.reconstruction_error(outputs["reconstruction"], image),

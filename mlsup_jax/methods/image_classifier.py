@@ -19,10 +19,12 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax import losses
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
+from mlsup_jax.core.networks import apply_network
 from mlsup_jax.core.optimizers import build_optimizer
-from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
-from mlsup_jax.core.supervised import SupervisedStage
+from mlsup_jax.core.supervised import SupervisedMethod
+from mlsup_jax.nn import build_model
 
 
 def classification_report(
@@ -58,7 +60,11 @@ def classification_report(
   return results
 
 
-class ImageClassifierMethod(SupervisedStage):
+# The terms read `label`: the method hands them the batch's `class_id` under that name.
+LOSS_ROLES = {"": losses.LossRole(outputs=("logits", "features"), stream=None)}
+
+
+class ImageClassifierMethod(SupervisedMethod):
   """A CNN trained with cross-entropy on `class_id` (module docstring)."""
 
   # The init key is the params key itself (no dropout at init).
@@ -66,14 +72,13 @@ class ImageClassifierMethod(SupervisedStage):
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    m = config.model
-    self.model = MODELS.get(m.name)(
-      num_classes=m.num_classes,
-      base_width=m.base_width,
-      depth=m.depth,
-      dropout=m.dropout,
-      dtype=jnp.dtype(m.dtype),
+    self.loss_roles = LOSS_ROLES
+    losses.check_loss_config(config.loss, self.loss_roles)
+    # `label` is made from `class_id` before the loss terms see the batch.
+    self.batch_keys = BatchKeys(
+      train={MAIN_STREAM: ("image", "class_id")}, eval=("image", "class_id")
     )
+    self.model = build_model(config.model)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     self.stages = self.single_stage(config.train.num_steps)
 
@@ -82,13 +87,13 @@ class ImageClassifierMethod(SupervisedStage):
     labelled = {**batch, "label": batch["class_id"]}
     loss, metrics = losses.weighted_sum(self.config.loss, outputs=outputs, batch=labelled)
     accuracy = jnp.mean(jnp.argmax(outputs["logits"], -1) == batch["class_id"])
-    return loss, {**metrics, "accuracy": accuracy}
+    return loss, losses.merge_metrics(metrics, {"accuracy": accuracy}, "The classifier")
 
   def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
     """Per-image `probabilities: [B, K]`, `features: [B, F]`, `class_id: [B]`."""
     del rng
-    outputs = self.model.apply(
-      {"params": state.params, **state.model_state}, batch["image"], train=False
+    outputs, _ = apply_network(
+      self.model, state.params, state.model_state, batch["image"], train=False
     )
     return {
       "probabilities": jax.nn.softmax(outputs["logits"], axis=-1),

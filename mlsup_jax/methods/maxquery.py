@@ -3,8 +3,8 @@
 Network: U-Net pixel backbone + kMaX clustering decoder (`nn/kmax.py`). Training: CE + Dice on
 the MaskFormer semantic output, plus the query-distribution (QD) loss
 (`losses/mask_transformer.py`), on the final layer and on every decoder layer (deep
-supervision, `loss.aux_weight`); `loss.terms` without `query_distribution` is the paper's
-"Ours w/o L_qd". Evaluation: per-pixel OOD scores from the final layer —
+supervision, weight `train.deep_supervision_weight`); `query_distribution.weight=0` is the
+paper's "Ours w/o L_qd". Evaluation: per-pixel OOD scores from the final layer —
 
 * `maxquery` = −max_n A (query level, pre-softmax: the paper's MaxQuery),
 * `maxquery_post` = −max_n softmax_n(A) (query level, post-softmax),
@@ -12,7 +12,9 @@ supervision, `loss.aux_weight`); `loss.terms` without `query_distribution` is th
 * `category_pre` = −max_k logsumexp_n(A_n + log p(k|n)) (category level, pre-softmax) —
 
 the paper's score-level ablation, plus the predicted classes and query assignments, scored by
-`ood/segmentation_report.py`.
+`ood/segmentation_report.py`. Batches need only `image` and `label`: on data without the
+phantom's OOD annotations (`ood`, `lesion`, `case_ood`) the report is the plain segmentation
+report (Dice, IoU, HD95, HD, ASD) with a figure of the OOD score maps, and no OOD AUROC.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mlsup_jax import losses
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
+from mlsup_jax.core.networks import apply_network
 from mlsup_jax.core.optimizers import build_optimizer
-from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
-from mlsup_jax.core.supervised import SupervisedStage
+from mlsup_jax.core.supervised import SupervisedMethod
 from mlsup_jax.losses import mask_transformer
+from mlsup_jax.methods.segmentation import evaluation_class_names, passthrough
+from mlsup_jax.nn import build_model
 from mlsup_jax.nn.kmax import semantic_log_probs
 from mlsup_jax.ood import scores, segmentation_report
 
@@ -41,58 +47,44 @@ MAXQUERY_VARIANTS = {
 }
 
 
-def case_outputs(batch: dict) -> dict:
-  """The ground-truth arrays every OOD-segmentation eval step passes through."""
-  return {
-    "image": batch["image"][..., 0],
-    "label": batch["label"],
-    "ood": batch["ood"],
-    "lesion": batch["lesion"],
-    "case_ood": batch["case_ood"],
-  }
+LOSS_ROLES = {"": losses.LossRole(outputs=("logits", "mask_logits", "class_logits"))}
 
 
-def build_model(config: ml_collections.ConfigDict):
+def build_kmax(config: ml_collections.ConfigDict):
   """The kMaX mask transformer of `config.model` (also used by the benchmarks and their tests)."""
-  m = config.model
-  return MODELS.get(m.name)(
-    num_classes=m.num_classes,
-    num_queries=m.num_queries,
-    backbone_features=tuple(m.backbone_features),
-    hidden_dim=m.hidden_dim,
-    mask_dim=m.mask_dim,
-    num_heads=m.num_heads,
-    ffn_dim=m.ffn_dim,
-    blocks_per_scale=tuple(m.blocks_per_scale),
-    pixel_head_kernel=m.pixel_head_kernel,
-    spatial_dims=config.data.spatial_dims,
-    dropout_rate=m.dropout_rate,
-    dtype=jnp.dtype(m.dtype),
-  )
+  return build_model(config.model, spatial_dims=config.data.spatial_dims)
 
 
-class MaxQueryMethod(SupervisedStage):
+class MaxQueryMethod(SupervisedMethod):
   """One supervised stage; evaluation = inlier Dice + OOD localization (module docstring)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    self.model = build_model(config)
+    self.loss_roles = LOSS_ROLES
+    losses.check_loss_config(config.loss, self.loss_roles)
+    self.model = build_kmax(config)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     self.stages = self.single_stage(config.train.num_steps)
+    self.batch_keys = BatchKeys(
+      train={MAIN_STREAM: ("image", "label")}, eval=("image", "label")
+    ).with_losses(config.loss, self.loss_roles)
 
   def objective(self, outputs: dict, batch: dict):
     """Deep-supervised mask-transformer loss; `batch: image [B, *S, C], label [B, *S]`."""
     return mask_transformer.deep_supervision(
-      self.config.loss, outputs=outputs, batch=batch, aux_weight=self.config.loss.aux_weight
+      self.config.loss,
+      outputs=outputs,
+      batch=batch,
+      aux_weight=self.config.train.deep_supervision_weight,
     )
 
   def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
     del rng  # Inference is deterministic.
-    outputs = self.model.apply(
-      {"params": state.params, **state.model_state}, batch["image"], train=False
+    outputs, _ = apply_network(
+      self.model, state.params, state.model_state, batch["image"], train=False
     )
     mask_logits, class_logits = outputs["mask_logits"], outputs["class_logits"]
-    result = case_outputs(batch)
+    result = passthrough(batch)
     result["pred"] = jnp.argmax(semantic_log_probs(mask_logits, class_logits), axis=-1)
     result["assignment"] = jnp.argmax(mask_logits, axis=-1)
     for name, (level, softmax) in MAXQUERY_VARIANTS.items():
@@ -103,7 +95,16 @@ class MaxQueryMethod(SupervisedStage):
 
   def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
     cfg = self.config.eval
-    class_names = tuple(self.config.data.class_names)
+    class_names = evaluation_class_names(self.config)
+    if not segmentation_report.has_ood_annotations(outputs):
+      return segmentation_report.plain_report(
+        outputs,
+        class_names,
+        workdir if cfg.save_figures else None,
+        "maxquery",
+        "score/maxquery",
+        missed_distance=cfg.missed_distance,
+      )
     results = segmentation_report.report(outputs, cfg, class_names, workdir)
     if workdir is not None and cfg.save_figures and jax.process_index() == 0:
       groups = mask_transformer.query_groups(self.config.loss.query_distribution.query_split)

@@ -20,8 +20,8 @@ Every train step, inside one jitted function:
 
 Choices (the paper is silent; MW-Net's code where it has one, spec §2):
 
-* `ℓ`: a per-pixel loss chosen by name (`config.meta.pixel_loss`, default cross-entropy,
-  `losses/pixel_maps.py`). The loss map is detached as the meta network's input.
+* `ℓ`: the per-pixel loss map of the `config.loss.train` terms (their `reduction="none"` form;
+  default cross-entropy). The loss map is detached as the meta network's input.
 * `config.meta.normalize`: R is divided by its mean over the batch (L2RW's and MLB-Seg's
   normalisation by Σ R), so the meta network can only move weight between pixels; `False` keeps
   MW-Net's unnormalised R, which also lets the meta network scale the whole step — early in
@@ -29,8 +29,9 @@ Choices (the paper is silent; MW-Net's code where it has one, spec §2):
 * `α` (`config.meta.inner_lr`): 0 means the segmentation optimizer's current learning rate
   (MW-Net's choice); the virtual step is plain SGD (no momentum or weight decay), as MW-Net's
   `update_params`.
-* Meta loss: the `config.loss` terms (chosen by name) on the clean meta batch; default plain
-  cross-entropy (MW-Net). Meta optimizer `config.meta.optimizer` (MW-Net: Adam 1e-3, L2 1e-4).
+* Meta loss: the `config.loss.meta` terms (chosen by name) on the clean meta batch; default
+  plain cross-entropy (MW-Net). Meta optimizer `config.meta.optimizer` (MW-Net: Adam 1e-3,
+  L2 1e-4).
 * `config.meta.meta_every = k`: Θ is updated on steps with `step % k == 0` only, through
   `lax.cond` (both branches are compiled once into the one step; at run time only the taken one
   executes, so the step costs about a plain step between meta updates). The real step always uses
@@ -39,16 +40,18 @@ Choices (the paper is silent; MW-Net's code where it has one, spec §2):
   recomputes the inner forward/backward instead of keeping their activations (memory ↓, about one
   more inner pass of compute); the result is unchanged.
 
-Data: the clean meta examples arrive in the same batch as `batch["meta"]` (a sub-batch of the
-same size), from `config.data.streams.meta` (`data/pipeline.py`); typically both streams are
-roles of one `noisy_labels` source (`data/corruption.py`), which keeps them disjoint.
+Network: any registered segmentation network by name (`config.model.name`; the U-Net by
+default); a BatchNorm network's statistics are updated by the real step only. Data: the clean
+meta examples arrive as `batch["meta"]`, from the stream `config.data.streams.meta` (its own
+source, batch size and transforms; `data/pipeline.py`); typically both streams are roles of one
+`noisy_labels` source (`data/sources/corruption.py`), which keeps them disjoint.
 Carried state: `extra = {meta_params, meta_opt_state, meta_loss}` (the last meta loss, logged
 between meta updates).
 
-Evaluation (clean labels): per foreground class, the mean over cases of Dice, IoU, HD95 and ASD
-(`metrics/segmentation.py`; cases where the class is absent from both prediction and label are
-skipped), averaged over classes as `dice`, `iou`, `hd95`, `asd`; `miou` is the mean IoU over all
-classes, background included (the paper's mIoU).
+Evaluation (clean labels): per foreground class, the mean over cases of Dice, IoU, HD95, HD and
+ASD (`metrics/segmentation.multiclass_report`; cases where the class is absent from both
+prediction and label are skipped), averaged over classes as `dice`, `iou`, `hd95`, `hd`, `asd`;
+`miou` is the mean IoU over all classes, background included (the paper's mIoU).
 """
 
 from __future__ import annotations
@@ -59,25 +62,24 @@ import ml_collections
 import optax
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import Stage
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Stage
+from mlsup_jax.core.networks import apply_network, init_network
 from mlsup_jax.core.optimizers import build_optimizer, learning_rate_schedule
-from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
-from mlsup_jax.losses.pixel_maps import PIXEL_LOSSES, weighted_mean
+from mlsup_jax.losses.segmentation import weighted_pixel_mean
+from mlsup_jax.methods.segmentation import evaluation_class_names, predicted_classes
 from mlsup_jax.metrics import segmentation
+from mlsup_jax.nn import build_model
 from mlsup_jax.nn.meta import MetaMaskNet, MetaWeightNet
 
 WEIGHTINGS = ("pixel", "image", "none")
 # `meta.normalize`: the smallest batch-mean weight divided by (all weights ≈ 0 stay finite).
 NORMALIZE_FLOOR = 1e-6
 META_STREAM = "meta"
-
-
-def evaluation_class_names(config) -> tuple[str, ...]:
-  """`config.data.class_names`, or `class0 …` for the model's classes (at least 2)."""
-  if "class_names" in config.data:
-    return tuple(config.data.class_names)
-  return tuple(f"class{k}" for k in range(max(int(config.model.num_classes), 2)))
+LOSS_ROLES = {
+  "train": losses.LossRole(outputs=("logits",), per_pixel=True),
+  "meta": losses.LossRole(outputs=("logits",), stream=META_STREAM),
+}
 
 
 class McpmMethod:
@@ -85,20 +87,17 @@ class McpmMethod:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    m, meta = config.model, config.meta
+    meta = config.meta
     if meta.weighting not in WEIGHTINGS:
       raise ValueError(f"Unknown meta.weighting {meta.weighting!r}; expected one of {WEIGHTINGS}.")
     if int(meta.meta_every) < 1:
       raise ValueError(f"meta.meta_every must be ≥ 1, got {meta.meta_every}.")
-    dtype = jnp.dtype(m.dtype)
+    losses.check_loss_config(config.loss, LOSS_ROLES)
+    # Without meta weighting there is no meta loss to compute: its role is not used.
+    self.loss_roles = LOSS_ROLES if meta.weighting != "none" else {"train": LOSS_ROLES["train"]}
+    dtype = jnp.dtype(config.model.dtype)
     self.spatial_dims = config.data.spatial_dims
-    self.model = MODELS.get(m.name)(
-      num_classes=m.num_classes,
-      features=tuple(m.backbone_features),
-      spatial_dims=self.spatial_dims,
-      dropout_rate=m.dropout_rate,
-      dtype=dtype,
-    )
+    self.model = build_model(config.model, spatial_dims=self.spatial_dims)
     self.meta_model = None
     if meta.weighting == "pixel":
       self.meta_model = MetaMaskNet(
@@ -109,19 +108,24 @@ class McpmMethod:
       )
     elif meta.weighting == "image":
       self.meta_model = MetaWeightNet(hidden=meta.hidden, dtype=dtype)
-    self.pixel_loss = PIXEL_LOSSES.get(meta.pixel_loss)
     num_steps = config.train.num_steps
     self.optimizer = build_optimizer(config.optimizer, num_steps)
     self.schedule = learning_rate_schedule(config.optimizer, num_steps)
     self.meta_optimizer = build_optimizer(meta.optimizer, num_steps)
     self.stages = (Stage("train", num_steps, self.train_step, self.optimizer),)
+    train_keys = {MAIN_STREAM: ("image", "label")}
+    if self.meta_model is not None:
+      train_keys[META_STREAM] = ("image", "label")
+    self.batch_keys = BatchKeys(train=train_keys, eval=("image", "label")).with_losses(
+      config.loss, self.loss_roles
+    )
 
   # ------------------------------------------------------------------------------ networks
 
   def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
     seg_rng, meta_rng = jax.random.split(rng)
     image = example_batch["image"]
-    params = self.model.init(seg_rng, image)["params"]
+    params, model_state = init_network(self.model, seg_rng, image)
     extra = {}
     if self.meta_model is not None:
       loss_map = jnp.zeros(image.shape[:-1], jnp.float32)
@@ -131,11 +135,13 @@ class McpmMethod:
         "meta_opt_state": self.meta_optimizer.init(meta_params),
         "meta_loss": jnp.zeros((), jnp.float32),
       }
-    return TrainState.create(params=params, optimizer=self.optimizer, extra=extra)
+    return TrainState.create(
+      params=params, optimizer=self.optimizer, model_state=model_state, extra=extra
+    )
 
-  def logits(self, params, image: jax.Array, rng: jax.Array) -> jax.Array:
-    """`image: [B, *S, C]` → logits `[B, *S, K]` in training mode (dropout from `rng`)."""
-    return self.model.apply({"params": params}, image, deterministic=False, rngs={"dropout": rng})
+  def logits(self, params, model_state, image: jax.Array, rng: jax.Array):
+    """`image: [B, *S, C]` → `(logits [B, *S, K], model_state)` in training mode."""
+    return apply_network(self.model, params, model_state, image, train=True, rngs={"dropout": rng})
 
   def _meta_inputs(self, loss_map: jax.Array, image: jax.Array) -> tuple:
     if self.config.meta.weighting == "image":
@@ -162,21 +168,36 @@ class McpmMethod:
 
   # ------------------------------------------------------------------------- the objectives
 
-  def weighted_loss(self, params, meta_params, batch: dict, rng: jax.Array):
-    """`mean(R_Θ · ℓ(W))` on the noisy batch → `(loss, (loss_map [B, *S], weights [B, *S]))`."""
-    logits = self.logits(params, batch["image"], rng)
-    loss_map = self.pixel_loss(
-      logits=logits, labels=batch["label"], **self.config.meta.pixel_loss_hparams.to_dict()
+  def loss_map(self, params, model_state, batch: dict, rng: jax.Array):
+    """`ℓ(W)`: the `config.loss.train` terms per pixel → `(ℓ [B, *S], metrics, model_state)`."""
+    logits, model_state = self.logits(params, model_state, batch["image"], rng)
+    loss_map, metrics = losses.weighted_sum(
+      self.config.loss.train,
+      outputs={"logits": logits},
+      batch=batch,
+      per_pixel=True,
+      prefix="loss/train/",
     )
-    weights = self.weights(meta_params, loss_map, batch["image"])
-    return weighted_mean(loss_map, weights), (loss_map, weights)
+    return loss_map, metrics, model_state
 
-  def virtual_params(self, meta_params, params, batch: dict, inner_lr: jax.Array, rng: jax.Array):
+  def weighted_loss(self, params, meta_params, model_state, batch: dict, rng: jax.Array):
+    """`mean(R_Θ · ℓ(W))` on the noisy batch → `(loss, (loss_map, weights, metrics, state))`."""
+    loss_map, metrics, model_state = self.loss_map(params, model_state, batch, rng)
+    weights = self.weights(meta_params, loss_map, batch["image"])
+    return weighted_pixel_mean(loss_map, weights), (loss_map, weights, metrics, model_state)
+
+  def virtual_params(
+    self, meta_params, params, model_state, batch: dict, inner_lr: jax.Array, rng: jax.Array
+  ):
     """`W'(Θ) = W − α ∇_W mean(R_Θ · ℓ(W))`: one plain SGD step, a pure function of Θ."""
-    grads = jax.grad(lambda p: self.weighted_loss(p, meta_params, batch, rng)[0])(params)
+    grads = jax.grad(lambda p: self.weighted_loss(p, meta_params, model_state, batch, rng)[0])(
+      params
+    )
     return jax.tree.map(lambda w, g: w - inner_lr.astype(g.dtype) * g, params, grads)
 
-  def meta_objective(self, meta_params, params, batch: dict, inner_lr: jax.Array, rng: jax.Array):
+  def meta_objective(
+    self, meta_params, params, model_state, batch: dict, inner_lr: jax.Array, rng: jax.Array
+  ):
     """`L_meta(W'(Θ))` on the clean meta batch `batch["meta"]` → `(loss, metrics)`."""
     if META_STREAM not in batch:
       raise KeyError(
@@ -185,15 +206,19 @@ class McpmMethod:
       )
     virtual_rng, meta_rng = jax.random.split(rng)
     virtual = jax.checkpoint(self.virtual_params) if self.config.meta.remat else self.virtual_params
-    new_params = virtual(meta_params, params, batch, inner_lr, virtual_rng)
+    new_params = virtual(meta_params, params, model_state, batch, inner_lr, virtual_rng)
     meta_batch = batch[META_STREAM]
-    logits = self.logits(new_params, meta_batch["image"], meta_rng)
-    return losses.weighted_sum(self.config.loss, outputs={"logits": logits}, batch=meta_batch)
+    logits, _ = self.logits(new_params, model_state, meta_batch["image"], meta_rng)
+    return losses.weighted_sum(
+      self.config.loss.meta, outputs={"logits": logits}, batch=meta_batch, prefix="loss/meta/"
+    )
 
-  def meta_gradient(self, meta_params, params, batch: dict, inner_lr: jax.Array, rng: jax.Array):
+  def meta_gradient(
+    self, meta_params, params, model_state, batch: dict, inner_lr: jax.Array, rng: jax.Array
+  ):
     """`(meta loss, ∇_Θ meta loss)`: one `jax.grad` through the virtual step."""
     (loss, _), grads = jax.value_and_grad(self.meta_objective, has_aux=True)(
-      meta_params, params, batch, inner_lr, rng
+      meta_params, params, model_state, batch, inner_lr, rng
     )
     return loss, grads
 
@@ -209,7 +234,12 @@ class McpmMethod:
     """Step 2: the new `extra` (meta params, meta optimizer state, meta loss)."""
     extra = state.extra
     loss, grads = self.meta_gradient(
-      extra["meta_params"], state.params, batch, self.inner_lr(state.step), rng
+      extra["meta_params"],
+      state.params,
+      state.model_state,
+      batch,
+      self.inner_lr(state.step),
+      rng,
     )
     updates, opt_state = self.meta_optimizer.update(
       grads, extra["meta_opt_state"], extra["meta_params"]
@@ -236,15 +266,22 @@ class McpmMethod:
         )
       metrics["meta_loss"] = extra["meta_loss"]
     meta_params = extra.get("meta_params")
-    (loss, (loss_map, weights)), grads = jax.value_and_grad(self.weighted_loss, has_aux=True)(
-      state.params, meta_params, batch, real_rng
+    (loss, (loss_map, weights, loss_metrics, model_state)), grads = jax.value_and_grad(
+      self.weighted_loss, has_aux=True
+    )(state.params, meta_params, state.model_state, batch, real_rng)
+    state = state.apply_gradients(
+      grads=grads, optimizer=self.optimizer, extra=extra, model_state=model_state
     )
-    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, extra=extra)
-    metrics.update(
-      loss=loss,
-      cross_entropy=jnp.mean(loss_map),
-      weight_mean=jnp.mean(weights),
-      weight_min=jnp.min(weights),
+    losses.merge_metrics(metrics, loss_metrics, "config.loss.train")
+    losses.merge_metrics(
+      metrics,
+      {
+        "loss": loss,
+        "loss_map_mean": jnp.mean(loss_map),
+        "weight_mean": jnp.mean(weights),
+        "weight_min": jnp.min(weights),
+      },
+      "MCPM",
     )
     if "clean_label" in batch:  # Diagnostics only: are corrupted pixels down-weighted?
       wrong = (batch["label"] != batch["clean_label"]).astype(weights.dtype)
@@ -258,16 +295,17 @@ class McpmMethod:
 
   def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
     del rng  # Inference is deterministic.
-    logits = self.model.apply({"params": state.params}, batch["image"])
-    if logits.shape[-1] == 1:
-      pred = (logits[..., 0] > 0).astype(jnp.int32)
-    else:
-      pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return {"pred": pred, "label": batch["label"]}
+    logits, _ = apply_network(
+      self.model, state.params, state.model_state, batch["image"], train=False
+    )
+    return {"pred": predicted_classes(logits), "label": batch["label"]}
 
   def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
     """Per-class overlap and surface metrics on the clean evaluation labels."""
     del workdir  # No figures.
     return segmentation.multiclass_report(
-      outputs["pred"], outputs["label"], evaluation_class_names(self.config)
+      outputs["pred"],
+      outputs["label"],
+      evaluation_class_names(self.config),
+      missed_distance=self.config.eval.missed_distance,
     )

@@ -47,11 +47,14 @@ where both are silent are marked [R]. Every train step, inside one jitted functi
    t = the steps taken before this one. The teacher starts as a copy of the student (UA-MT
    initialises it separately, but `γ_0 = 0` overwrites it at the first update either way).
 
-Carried state: `extra = {"teacher_params"}` (not touched by the optimizer). `L_seg` is a per-pixel
-loss chosen by name (`config.loss.pixel_loss`, `losses/pixel_maps.py`). Diagnostics when the batch
-carries them (`noisy_labels` sources, `data/corruption.py`): the mean label weight and uncertainty
-on pixels whose label is wrong vs right (`clean_label`; never trained on), and the mean image
-weight of corrupted vs clean images (`label_corrupted`).
+Carried state: `extra = {"teacher_params"}` (not touched by the optimizer). `L_seg` and `L_pse` are
+per-pixel loss terms chosen by name: `config.loss.supervised` (on the noisy label; default
+cross-entropy) and `config.loss.pseudo_label` (against the teacher's `target_probs`; default
+`pseudo_label_mse`). The network is any registered segmentation network (`config.model.name`;
+a BatchNorm network runs its teacher passes in training mode, as UA-MT's). Diagnostics when the
+batch carries them (`noisy_labels` sources, `data/sources/corruption.py`): the mean label weight
+and uncertainty on pixels whose label is wrong vs right (`clean_label`; never trained on), and the
+mean image weight of corrupted vs clean images (`label_corrupted`).
 
 Evaluation: the student (`eval.use_teacher=True`: the teacher) on clean labels, with the same
 per-class Dice, IoU, HD95, ASD and mIoU as MCPM / MW-Net (`methods/mcpm.py`), so the noisy-label
@@ -66,15 +69,23 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from mlsup_jax import losses
 from mlsup_jax.core import teacher
-from mlsup_jax.core.method import Stage
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Stage
+from mlsup_jax.core.networks import apply_network, init_network
 from mlsup_jax.core.optimizers import build_optimizer
-from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
-from mlsup_jax.losses.consistency import class_probabilities, probability_mse
-from mlsup_jax.losses.pixel_maps import PIXEL_LOSSES, weighted_mean
-from mlsup_jax.methods.mcpm import evaluation_class_names
+from mlsup_jax.losses.consistency import class_probabilities
+from mlsup_jax.losses.segmentation import weighted_pixel_mean
+from mlsup_jax.methods.segmentation import evaluation_class_names, predicted_classes
 from mlsup_jax.metrics import segmentation
+from mlsup_jax.nn import build_model
+from mlsup_jax.ood import uncertainty as teacher_uncertainty
+
+LOSS_ROLES = {
+  "supervised": losses.LossRole(outputs=("logits",), per_pixel=True),
+  "pseudo_label": losses.LossRole(outputs=("logits", "target_probs"), per_pixel=True),
+}
 
 PIXEL_WEIGHTINGS = ("hard", "soft")
 IMAGE_WEIGHTINGS = ("rank_linear", "rank_hard")
@@ -100,33 +111,34 @@ class PintMethod:
       raise ValueError(f"pint.ema_decay must lie in [0, 1), got {cfg.ema_decay}.")
     if cfg.pixel_weighting == "soft" and not float(cfg.soft_temperature) > 0:
       raise ValueError(f"pint.soft_temperature must be > 0, got {cfg.soft_temperature}.")
-    self.model = MODELS.get(m.name)(
-      num_classes=m.num_classes,
-      features=tuple(m.backbone_features),
-      spatial_dims=config.data.spatial_dims,
-      dropout_rate=m.dropout_rate,
-      dtype=jnp.dtype(m.dtype),
-    )
-    self.seg_loss = PIXEL_LOSSES.get(config.loss.pixel_loss)
+    losses.check_loss_config(config.loss, LOSS_ROLES)
+    self.loss_roles = LOSS_ROLES
+    self.model = build_model(m, spatial_dims=config.data.spatial_dims)
     # Both switches off: the pseudo-labels are never used, so the T passes are skipped.
     self.uses_teacher = bool(cfg.pixel) or bool(cfg.image)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    self.batch_keys = BatchKeys(
+      train={MAIN_STREAM: ("image", "label")}, eval=("image", "label")
+    ).with_losses(config.loss, self.loss_roles)
 
   def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
-    params = self.model.init(rng, example_batch["image"])["params"]
+    params, model_state = init_network(self.model, rng, example_batch["image"])
     teacher_params = jax.tree.map(jnp.copy, params)
     return TrainState.create(
-      params=params, optimizer=self.optimizer, extra={"teacher_params": teacher_params}
+      params=params,
+      optimizer=self.optimizer,
+      model_state=model_state,
+      extra={"teacher_params": teacher_params},
     )
 
   # ------------------------------------------------------------------------------ networks
 
-  def logits(self, params, image: jax.Array, rng: jax.Array) -> jax.Array:
-    """`image: [B, *S, C]` → logits `[B, *S, K]` in training mode (dropout from `rng`)."""
-    return self.model.apply({"params": params}, image, deterministic=False, rngs={"dropout": rng})
+  def logits(self, params, model_state, image: jax.Array, rng: jax.Array):
+    """`image: [B, *S, C]` → `(logits [B, *S, K], model_state)` in training mode."""
+    return apply_network(self.model, params, model_state, image, train=True, rngs={"dropout": rng})
 
-  def teacher_predictions(self, teacher_params, image: jax.Array, rng: jax.Array):
+  def teacher_predictions(self, teacher_params, model_state, image: jax.Array, rng: jax.Array):
     """Step 1: `image: [B, *S, C]` → `(ŷ = p̄ [B, *S, K'], u [B, *S])`, K' = max(K, 2).
 
     Both are constants for the student's gradient.
@@ -134,9 +146,9 @@ class PintMethod:
     cfg = self.config.pint
 
     def predict(x, key):
-      return class_probabilities(self.logits(teacher_params, x, key))
+      return class_probabilities(self.logits(teacher_params, model_state, x, key)[0])
 
-    probs = teacher.perturbed_predictions(
+    probs = teacher_uncertainty.perturbed_predictions(
       predict,
       image,
       rng,
@@ -145,7 +157,7 @@ class PintMethod:
       noise_clip=float(cfg.noise_clip),
       passes_per_call=int(cfg.passes_per_call) or None,
     )
-    mean, uncertainty = teacher.mean_and_entropy(jax.lax.stop_gradient(probs))
+    mean, uncertainty = teacher_uncertainty.mean_and_entropy(jax.lax.stop_gradient(probs))
     return mean, uncertainty
 
   # ------------------------------------------------------------------------------- weights
@@ -199,16 +211,31 @@ class PintMethod:
 
   # --------------------------------------------------------------------------------- steps
 
-  def loss(self, params, batch: dict, target, weights: jax.Array, rng: jax.Array):
-    """Step 6 → `(loss, (L_seg [B, *S], L_pse [B, *S] or None))`; `target: [B, *S, K']`."""
-    logits = self.logits(params, batch["image"], rng)
-    seg = self.seg_loss(
-      logits=logits, labels=batch["label"], **self.config.loss.pixel_loss_hparams.to_dict()
+  def loss(self, params, model_state, batch: dict, target, weights: jax.Array, rng: jax.Array):
+    """Step 6 → `(loss, (L_seg [B, *S], L_pse [B, *S] or None, metrics, model_state))`.
+
+    `target: [B, *S, K']` are the teacher's pseudo-labels (None: plain training).
+    """
+    logits, model_state = self.logits(params, model_state, batch["image"], rng)
+    seg, metrics = losses.weighted_sum(
+      self.config.loss.supervised,
+      outputs={"logits": logits},
+      batch=batch,
+      per_pixel=True,
+      prefix="loss/supervised/",
     )
     if target is None:
-      return weighted_mean(seg, weights), (seg, None)
-    pse = probability_mse(logits=logits, target_probs=target)
-    return weighted_mean(seg, weights) + weighted_mean(pse, 1.0 - weights), (seg, pse)
+      return weighted_pixel_mean(seg, weights), (seg, None, metrics, model_state)
+    pse, pse_metrics = losses.weighted_sum(
+      self.config.loss.pseudo_label,
+      outputs={"logits": logits, "target_probs": target},
+      batch=batch,
+      per_pixel=True,
+      prefix="loss/pseudo_label/",
+    )
+    losses.merge_metrics(metrics, pse_metrics, "config.loss.pseudo_label")
+    loss = weighted_pixel_mean(seg, weights) + weighted_pixel_mean(pse, 1.0 - weights)
+    return loss, (seg, pse, metrics, model_state)
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """`batch: image [B, *S, C], label [B, *S]` (noisy) → updated state and scalar metrics."""
@@ -217,7 +244,9 @@ class PintMethod:
     teacher_params = state.extra["teacher_params"]
     metrics = {}
     if self.uses_teacher:
-      target, uncertainty = self.teacher_predictions(teacher_params, batch["image"], teacher_rng)
+      target, uncertainty = self.teacher_predictions(
+        teacher_params, state.model_state, batch["image"], teacher_rng
+      )
       weights, parts = self.label_weights(uncertainty, state.step)
       metrics.update(
         uncertainty=jnp.mean(uncertainty),
@@ -230,18 +259,27 @@ class PintMethod:
     else:
       target, uncertainty, parts = None, None, {}
       weights = jnp.ones(batch["label"].shape, jnp.float32)
-    (loss, (seg, pse)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-      state.params, batch, target, weights, student_rng
-    )
+    (loss, (seg, pse, loss_metrics, model_state)), grads = jax.value_and_grad(
+      self.loss, has_aux=True
+    )(state.params, state.model_state, batch, target, weights, student_rng)
     gamma = teacher.ema_decay(state.step, float(cfg.ema_decay))
-    state = state.apply_gradients(grads=grads, optimizer=self.optimizer)
+    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=model_state)
     state = state.replace(
       extra={"teacher_params": teacher.ema_update(teacher_params, state.params, gamma)}
     )
-    metrics.update(loss=loss, cross_entropy=jnp.mean(seg), label_weight=jnp.mean(weights))
-    metrics["ema_decay"] = gamma
+    losses.merge_metrics(metrics, loss_metrics, "config.loss")
+    losses.merge_metrics(
+      metrics,
+      {
+        "loss": loss,
+        "supervised_loss_mean": jnp.mean(seg),
+        "label_weight": jnp.mean(weights),
+        "ema_decay": gamma,
+      },
+      "PINT",
+    )
     if pse is not None:
-      metrics["pseudo_label_mse"] = jnp.mean(pse)
+      metrics["pseudo_label_loss_mean"] = jnp.mean(pse)
     metrics.update(self.noise_diagnostics(batch, weights, uncertainty, parts))
     return state, metrics
 
@@ -273,16 +311,15 @@ class PintMethod:
   def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
     del rng  # Inference is deterministic.
     params = state.extra["teacher_params"] if self.config.eval.use_teacher else state.params
-    logits = self.model.apply({"params": params}, batch["image"])
-    if logits.shape[-1] == 1:
-      pred = (logits[..., 0] > 0).astype(jnp.int32)
-    else:
-      pred = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return {"pred": pred, "label": batch["label"]}
+    logits, _ = apply_network(self.model, params, state.model_state, batch["image"], train=False)
+    return {"pred": predicted_classes(logits), "label": batch["label"]}
 
   def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
     """Per-class overlap and surface metrics on the clean evaluation labels (as MCPM)."""
     del workdir  # No figures.
     return segmentation.multiclass_report(
-      outputs["pred"], outputs["label"], evaluation_class_names(self.config)
+      outputs["pred"],
+      outputs["label"],
+      evaluation_class_names(self.config),
+      missed_distance=self.config.eval.missed_distance,
     )

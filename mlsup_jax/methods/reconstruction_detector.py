@@ -1,8 +1,8 @@
 """Reconstruction-based anomaly baselines: the auto-encoder [35] and the plain VAE [9] (spec S5.8).
 
 One stage: the network (`model.name`: "autoencoder" or "vae", `nn/autoencoder.py`, `nn/vae.py`)
-learns to reconstruct ID images with `loss.terms` ("reconstruction_mse" for the AE, "vae" for
-the VAE: MSE + KL, normalised as in CVAD's code). Scores (`ood/detection_protocol.py`):
+learns to reconstruct ID images with the `config.loss` terms ("reconstruction_mse" for the AE,
+"vae" for the VAE: MSE + KL, normalised as in CVAD's code). Scores (`ood/detection_protocol.py`):
 
 * `reconstruction` — the per-image reconstruction MSE (z = μ for the VAE);
 * `vae_loss` — for the VAE, the per-image loss it was trained with (MSE + normalised KL).
@@ -11,21 +11,27 @@ the VAE: MSE + KL, normalised as in CVAD's code). Scores (`ood/detection_protoco
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from mlsup_jax import losses
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
+from mlsup_jax.core.networks import apply_network
 from mlsup_jax.core.optimizers import build_optimizer
-from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.state import TrainState
-from mlsup_jax.core.supervised import SupervisedStage
+from mlsup_jax.core.supervised import SupervisedMethod
 from mlsup_jax.losses import anomaly
+from mlsup_jax.nn import build_model
 from mlsup_jax.ood import detection_protocol
 
 NETWORKS = ("autoencoder", "vae")
+# The objective's outputs, per network.
+LOSS_ROLES = {
+  "autoencoder": {"": losses.LossRole(outputs=("reconstruction",))},
+  "vae": {"": losses.LossRole(outputs=("reconstruction", "mu", "logvar"))},
+}
 
 
-class ReconstructionDetector(SupervisedStage):
+class ReconstructionDetector(SupervisedMethod):
   """An AE or VAE trained on ID images; the reconstruction error is the anomaly score."""
 
   # The VAE's reparameterisation draws from the "sample" stream (there is no dropout).
@@ -37,10 +43,12 @@ class ReconstructionDetector(SupervisedStage):
     m = config.model
     if m.name not in NETWORKS:
       raise ValueError(f"model.name must be one of {NETWORKS} for this method, got {m.name!r}.")
-    kwargs = {"base_width": m.base_width, "depth": m.depth, "dtype": jnp.dtype(m.dtype)}
-    if m.name == "vae":
-      kwargs["latent_dim"] = m.latent_dim
-    self.model = MODELS.get(m.name)(activation=m.activation, **kwargs)
+    self.loss_roles = LOSS_ROLES[m.name]
+    losses.check_loss_config(config.loss, self.loss_roles)
+    self.batch_keys = BatchKeys(train={MAIN_STREAM: ("image",)}, eval=("image", "ood")).with_losses(
+      config.loss, self.loss_roles
+    )
+    self.model = build_model(m)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     self.stages = self.single_stage(config.train.num_steps)
 
@@ -52,13 +60,13 @@ class ReconstructionDetector(SupervisedStage):
     """Per-image components: `reconstruction_error` (and `vae_loss`), `ood` [B]."""
     del rng  # Evaluation is deterministic (z = μ).
     image = batch["image"]
-    outputs = self.model.apply({"params": state.params, **state.model_state}, image, train=False)
+    outputs, _ = apply_network(self.model, state.params, state.model_state, image, train=False)
     result = {
       "reconstruction_error": anomaly.reconstruction_error(outputs["reconstruction"], image),
       **detection_protocol.image_labels(batch),
     }
     if "mu" in outputs:
-      hparams = self.config.loss.vae.to_dict()
+      hparams = losses.term_hparams(self.config.loss, "vae")
       result["vae_loss"] = anomaly.vae_example_loss(
         outputs["reconstruction"], image, outputs["mu"], outputs["logvar"], **hparams
       )

@@ -37,13 +37,21 @@ import ml_collections
 import optax
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import Stage
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Stage
 from mlsup_jax.core.optimizers import build_optimizer, masked_optimizer
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.losses import anomaly
 from mlsup_jax.losses.segmentation import example_weights
 from mlsup_jax.nn.autoencoder import AutoEncoder, TendClassifier
 from mlsup_jax.ood import detection_protocol
+
+CLASSIFIER_OUTPUTS = ("logit", "features", "centre")
+LOSS_ROLES = {
+  "autoencoder": losses.LossRole(outputs=("reconstruction",)),
+  # The classifier's batch is built by the method: originals (label 0) and distorted copies (1).
+  "warmup": losses.LossRole(outputs=CLASSIFIER_OUTPUTS, stream=None),
+  "classifier": losses.LossRole(outputs=CLASSIFIER_OUTPUTS, stream=None),
+}
 
 
 def originals_and_distorted(batch: dict) -> dict:
@@ -69,6 +77,13 @@ class TendMethod:
         f"train.centre_steps must be ≥ 1 (the centre is the mean feature of the images seen in "
         f"that stage), got {t.centre_steps}."
       )
+    losses.check_loss_config(config.loss, LOSS_ROLES)
+    self.loss_roles = LOSS_ROLES
+    # Stages 2–4 read each original image and its distorted copy (`tend_distortion`); the
+    # evaluation needs the ID / OOD flag of every image.
+    self.batch_keys = BatchKeys(
+      train={MAIN_STREAM: ("image", "distorted")}, eval=("image", "ood")
+    ).with_losses(config.loss, LOSS_ROLES)
     dtype = jnp.dtype(m.dtype)
     self.autoencoder = AutoEncoder(
       base_width=m.base_width, depth=m.depth, use_norm=m.use_norm, dtype=dtype
@@ -97,7 +112,7 @@ class TendMethod:
       Stage(
         "warmup",
         t.warmup_steps,
-        self.classifier_step(config.loss.warmup, warmup_optimizer),
+        self.classifier_step(config.loss.warmup, warmup_optimizer, "warmup"),
         warmup_optimizer,
         prepare=self.copy_encoder,
       ),
@@ -105,7 +120,7 @@ class TendMethod:
       Stage(
         "margin",
         t.margin_steps,
-        self.classifier_step(config.loss.classifier, margin_optimizer),
+        self.classifier_step(config.loss.classifier, margin_optimizer, "classifier"),
         margin_optimizer,
         prepare=self.fix_centre,
       ),
@@ -169,7 +184,7 @@ class TendMethod:
     def loss_fn(ae_params):
       outputs, updates = self._apply("autoencoder", state, ae_params, batch["image"], True)
       loss, metrics = losses.weighted_sum(
-        self.config.loss.autoencoder, outputs=outputs, batch=batch
+        self.config.loss.autoencoder, outputs=outputs, batch=batch, prefix="loss/autoencoder/"
       )
       return loss, (updates, metrics)
 
@@ -183,8 +198,9 @@ class TendMethod:
     )
     return state, {"loss": loss, **metrics}
 
-  def classifier_step(self, loss_config: ml_collections.ConfigDict, optimizer):
-    """A stage-2 step summing `loss_config`'s terms on originals + distorted images."""
+  def classifier_step(self, loss_config: ml_collections.ConfigDict, optimizer, role: str):
+    """A stage-2 step summing `loss_config`'s terms (objective `role`) on originals + distorted
+    images."""
 
     def step(state: TrainState, batch: dict, rng: jax.Array):
       del rng
@@ -193,7 +209,9 @@ class TendMethod:
       def loss_fn(cls_params):
         outputs, updates = self._apply("classifier", state, cls_params, mixed["image"], True)
         outputs = {**outputs, "centre": state.extra["centre"]}
-        loss, metrics = losses.weighted_sum(loss_config, outputs=outputs, batch=mixed)
+        loss, metrics = losses.weighted_sum(
+          loss_config, outputs=outputs, batch=mixed, prefix=f"loss/{role}/"
+        )
         return loss, (updates, metrics)
 
       params = state.params

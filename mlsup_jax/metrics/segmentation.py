@@ -24,11 +24,15 @@ Surface-distance metrics follow MONAI's definitions:
   anisotropic voxel spacing is honoured.
 - `hd95`: the max of the two directed 95th percentiles (`np.percentile`, linear interpolation)
   of pred->target and target->pred distances (MONAI `compute_hausdorff_distance`, percentile=95).
+- `hausdorff` ("HD" in several papers): the plain symmetric Hausdorff distance, the max of both
+  directed maxima (the 100th percentile of the same surface distances).
 - `asd`: average symmetric surface distance, MONAI `compute_average_surface_distance` with
   `symmetric=True`: the mean of the *pooled* distances (pred->target and target->pred
   concatenated), not the mean of the two directed means.
 - Both masks empty: 0.0. Exactly one mask empty: `inf` (MONAI returns NaN/inf with a warning).
   Use `summarize` to average over cases: it averages only finite values and counts the infs.
+  `multiclass_report` reports those counts beside the means and can replace `inf` by a penalty
+  (`missed_distance`), so that missing a structure never *improves* a mean distance.
 """
 
 from __future__ import annotations
@@ -156,6 +160,27 @@ def hd95(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float
   return float(max(np.percentile(d[0], 95), np.percentile(d[1], 95)))
 
 
+def hausdorff(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float:
+  """Symmetric Hausdorff distance: the max of both directed maximal surface distances.
+
+  Arguments as `hd95`. Returns 0.0 if both masks are empty, `inf` if exactly one is.
+
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.metrics.segmentation import hausdorff
+    >>> a = np.zeros((8, 8), bool); a[2:4, 2:4] = True
+    >>> b = np.zeros((8, 8), bool); b[2:4, 2:7] = True
+    >>> hausdorff(a, b), hausdorff(a, np.zeros_like(a))
+    (3.0, inf)
+  """
+  d = _directed_distances(pred, target, spacing)
+  if d is None:
+    return float("inf")
+  if d[0].size == 0:
+    return 0.0
+  return float(max(d[0].max(), d[1].max()))
+
+
 def asd(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float:
   """Average symmetric surface distance: mean of pooled pred->target and target->pred distances.
 
@@ -204,10 +229,11 @@ def segmentation_report(
   """All metrics for one binary case (arguments as `hd95`).
 
   Returns:
-    Dict with keys `dice, iou, precision, recall, f1, accuracy, hd95, asd`.
+    Dict with keys `dice, iou, precision, recall, f1, accuracy, hd95, hd, asd`.
   """
   report = {fn.__name__: fn(pred, target) for fn in (dice, iou, precision, recall, f1, accuracy)}
   report["hd95"] = hd95(pred, target, spacing)
+  report["hd"] = hausdorff(pred, target, spacing)
   report["asd"] = asd(pred, target, spacing)
   return report
 
@@ -235,23 +261,74 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
   return {"mean": float(finite.mean()), "std": float(finite.std()), "n": n, "n_inf": n_inf}
 
 
-def multiclass_report(preds, labels, class_names: Sequence[str]) -> dict[str, float]:
-  """Per-class and mean Dice / IoU / HD95 / ASD over cases of integer label maps, and mIoU.
+DISTANCES = {"hd95": hd95, "hd": hausdorff, "asd": asd}
+
+
+def missed_distance_value(missed_distance: str | float, shape, spacing: Spacing = None) -> float:
+  """The distance a missed or spurious structure counts as (`multiclass_report`).
+
+  Args:
+    missed_distance: "exclude" (inf: left out of the mean, counted), "diagonal" (the image's
+      diagonal in the units of `spacing`: no two surface points can be farther apart), or a
+      number (as a float or its string).
+    shape: the case's spatial shape.
+    spacing: voxel size per axis.
+  """
+  if missed_distance == "exclude":
+    return float("inf")
+  if missed_distance == "diagonal":
+    extent = np.asarray(shape, np.float64) * _spacing(spacing, len(shape))
+    return float(np.sqrt(np.sum(extent * extent)))
+  try:
+    value = float(missed_distance)
+  except (TypeError, ValueError):
+    value = -1.0
+  if not value >= 0 or not np.isfinite(value):
+    raise ValueError(
+      f"missed_distance must be 'exclude', 'diagonal' or a distance ≥ 0, got {missed_distance!r}."
+    )
+  return value
+
+
+def multiclass_report(
+  preds, labels, class_names: Sequence[str], spacing: Spacing = None, missed_distance="exclude"
+) -> dict[str, float]:
+  """Per-class and mean Dice / IoU / HD95 / HD / ASD over cases of integer label maps, and mIoU.
 
   Args:
     preds: `[N, *spatial]` predicted labels.
     labels: `[N, *spatial]` reference labels.
     class_names: one name per class, background (class 0) first.
+    spacing: voxel size per axis (None = 1).
+    missed_distance: what a surface distance is when exactly one of prediction and reference
+      has the class in a case (a missed or spurious structure): "exclude" (default, MONAI's
+      `inf`: left out of the means and counted in `<metric>/<class>_num_inf`, `num_missed`,
+      `num_spurious`), "diagonal" (the image diagonal) or a number.
 
   Returns:
     `<metric>/<class>` (mean over the cases where the class is in the prediction or the
-    reference; `<metric>/<class>_num_inf` counts infinite distances, never averaged), `<metric>`
-    = mean over foreground classes, `miou` (background included) and `num_images`. With no
-    foreground anywhere, the both-empty convention: Dice / IoU 1, distances 0.
+    reference), `<metric>` = mean over foreground classes, `miou` (background included),
+    `num_missed` (case–class pairs in the reference but not predicted: Dice 0, distance inf),
+    `num_spurious` (predicted but not in the reference) and `num_images`. With "exclude" a
+    missed class lowers the mean Dice but leaves the mean distances, so read the distances with
+    `num_missed` beside them. With no foreground anywhere, the both-empty convention: Dice / IoU
+    1, distances 0.
+
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.metrics.segmentation import multiclass_report
+    >>> label = np.zeros((1, 8, 8), int); label[0, 1:3, 1:3] = 1; label[0, 5:7, 5:7] = 2
+    >>> pred = np.where(label == 1, 1, 0)  # class 2 missed entirely
+    >>> r = multiclass_report(pred, label, ("bg", "a", "b"))
+    >>> r["dice"], r["hd95"], r["num_missed"]
+    (0.5, 0.0, 1.0)
+    >>> multiclass_report(pred, label, ("bg", "a", "b"), missed_distance=10.0)["hd95"]
+    5.0
   """
   preds, labels = np.asarray(preds), np.asarray(labels)
-  results, class_means = {}, {"dice": [], "iou": [], "hd95": [], "asd": []}
+  results, class_means = {}, {"dice": [], "iou": [], **{k: [] for k in DISTANCES}}
   all_iou = []
+  missed = spurious = 0
   for k, name in enumerate(class_names):
     cases = [(p == k, t == k) for p, t in zip(preds, labels, strict=True)]
     cases = [(p, t) for p, t in cases if p.any() or t.any()]
@@ -260,12 +337,13 @@ def multiclass_report(preds, labels, class_names: Sequence[str]) -> dict[str, fl
     all_iou.append(np.mean([iou(p, t) for p, t in cases]))
     if k == 0:
       continue
-    per_case = {
-      "dice": [dice(p, t) for p, t in cases],
-      "iou": [iou(p, t) for p, t in cases],
-      "hd95": [hd95(p, t) for p, t in cases],
-      "asd": [asd(p, t) for p, t in cases],
-    }
+    missed += sum(1 for p, t in cases if t.any() and not p.any())
+    spurious += sum(1 for p, t in cases if p.any() and not t.any())
+    per_case = {"dice": [dice(p, t) for p, t in cases], "iou": [iou(p, t) for p, t in cases]}
+    for metric, fn in DISTANCES.items():
+      values = [fn(p, t, spacing) for p, t in cases]
+      penalty = [missed_distance_value(missed_distance, p.shape, spacing) for p, _ in cases]
+      per_case[metric] = [v if np.isfinite(v) else q for v, q in zip(values, penalty, strict=True)]
     for metric, values in per_case.items():
       summary = summarize(values)
       results[f"{metric}/{name}"] = summary["mean"]
@@ -280,5 +358,7 @@ def multiclass_report(preds, labels, class_names: Sequence[str]) -> dict[str, fl
     else:  # Surface distances of classes that are never both present are inf, not averaged.
       results[metric] = float(np.mean(values)) if values else float("inf")
   results["miou"] = float(np.mean(all_iou))
+  results["num_missed"] = missed
+  results["num_spurious"] = spurious
   results["num_images"] = len(preds)
   return {k: float(v) for k, v in results.items()}

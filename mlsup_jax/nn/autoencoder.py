@@ -208,7 +208,7 @@ class AutoEncoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
+  def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     """`x: [B, H, W, C]` in [0, 1].
 
     Returns:
@@ -266,7 +266,7 @@ class TendClassifier(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
+  def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     """`x: [B, H, W, C]` with H, W multiples of `2^(depth+1)`.
 
     Returns:

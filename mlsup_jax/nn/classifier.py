@@ -29,7 +29,7 @@ class SmallCNNClassifier(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
+  def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     """`x: [B, H, W, C]` → `{"logits": [B, K], "features": [B, F]}` (F = base_width·2^(depth−1))."""
     h = x.astype(self.dtype)
     for level in range(self.depth):

@@ -102,7 +102,7 @@ class CascadeVAE(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool, perturb: bool = False) -> dict[str, jax.Array]:
+  def __call__(self, x: jax.Array, *, train: bool, perturb: bool = False) -> dict[str, jax.Array]:
     """`x: [B, H, W, C]` in [0, 1], H and W multiples of `2^(e11_depth + e12_depth)`.
 
     Args:
@@ -194,7 +194,7 @@ class Discriminator(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     """`x: [B, H, W, C]` → logit `[B]` float32 (sigmoid = probability of OOD, label 1)."""
     h = ConvEncoder(
       self.base_width, self.depth, self.use_norm, self.activation, self.dtype, name="encoder"

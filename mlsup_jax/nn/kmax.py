@@ -210,17 +210,16 @@ class KMaX(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, deterministic: bool | None = None) -> dict:
+  def __call__(self, x: jax.Array, *, train: bool) -> dict:
     """`x: [B, *S, C]` → `{"mask_logits", "class_logits", "aux"}` (module docstring)."""
     if len(self.blocks_per_scale) >= len(self.backbone_features):
       raise ValueError(
         f"blocks_per_scale {tuple(self.blocks_per_scale)} needs fewer scales than the "
         f"{len(self.backbone_features)} backbone levels (the finest is the final predictor's)."
       )
-    deterministic = not train if deterministic is None else deterministic
     pixel_features = UNetBackbone(
       self.backbone_features, self.spatial_dims, self.dropout_rate, self.dtype
-    )(x, deterministic=deterministic)
+    )(x, train=train)
     centres = self.param(
       "cluster_centres",
       nn.initializers.truncated_normal(stddev=1.0),

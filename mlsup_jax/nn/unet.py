@@ -60,7 +60,7 @@ class UNetBackbone(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, deterministic: bool = True) -> list[jax.Array]:
+  def __call__(self, x: jax.Array, *, train: bool) -> list[jax.Array]:
     """`x: [B, *S, C]` → decoder features, coarsest first.
 
     Returns:
@@ -89,7 +89,7 @@ class UNetBackbone(nn.Module):
       x = ConvNormAct(width, d, dtype=self.dtype)(x)
       x = ConvNormAct(width, d, dtype=self.dtype)(x)
       if self.dropout_rate > 0:
-        x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
       outputs.append(x)
     return outputs
 
@@ -109,9 +109,10 @@ class UNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    """`x: [B, *S, C]` → logits `[B, *S, num_classes]`; `train` switches dropout on."""
     features = UNetBackbone(self.features, self.spatial_dims, self.dropout_rate, self.dtype)(
-      x, deterministic=deterministic
+      x, train=train
     )[-1]
     logits = nn.Conv(self.num_classes, (1,) * self.spatial_dims, dtype=self.dtype)(features)
     return logits.astype(jnp.float32)

@@ -80,7 +80,7 @@ class VAE(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
+  def __call__(self, x: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     """`x: [B, H, W, C]` in [0, 1]; needs a `"sample"` RNG when `train`.
 
     Returns:

@@ -38,6 +38,49 @@ from mlsup_jax.metrics import ood as ood_metrics
 from mlsup_jax.metrics import segmentation as seg_metrics
 
 SCORE_PREFIX = "score/"
+# The OOD annotations a phantom provides; with them the report adds OOD localization metrics.
+OOD_KEYS = ("ood", "lesion", "case_ood")
+
+
+def has_ood_annotations(outputs: dict) -> bool:
+  """Whether the evaluation data carried every OOD annotation (`OOD_KEYS`) and some OOD pixel
+  (OOD metrics need positives: a phantom without OOD cases gets the plain report)."""
+  return all(key in outputs for key in OOD_KEYS) and bool(np.any(outputs["ood"]))
+
+
+def plain_report(
+  outputs: dict,
+  class_names: Sequence[str],
+  workdir: str | None = None,
+  figure_name: str = "segmentation",
+  heat_key: str | None = None,
+  num_figure_cases: int = 4,
+  missed_distance: str | float = "exclude",
+) -> dict[str, float]:
+  """The report on data without OOD annotations (a user's NIfTI / nnU-Net data).
+
+  Per-class and mean Dice, IoU, HD95, HD and ASD and mIoU
+  (`metrics/segmentation.multiclass_report`, with its `missed_distance`); with a `workdir`, a
+  figure `<figure_name>_cases.png` of the first cases (image, ground truth, prediction and the
+  `heat_key` score map, by default the first `score/…` output).
+  """
+  results = seg_metrics.multiclass_report(
+    outputs["pred"], outputs["label"], class_names, missed_distance=missed_distance
+  )
+  if workdir is not None and "image" in outputs:
+    import jax  # Only process 0 writes figures.
+
+    if jax.process_index() == 0:
+      keys = sorted(k for k in outputs if k.startswith(SCORE_PREFIX))
+      heat_key = heat_key or (keys[0] if keys else None)
+      save_case_figure(
+        os.path.join(workdir, f"{figure_name}_cases.png"),
+        outputs,
+        ml_collections.ConfigDict({"num_figure_cases": num_figure_cases}),
+        class_names,
+        heat_key,
+      )
+  return results
 
 
 def inlier_dice(
@@ -134,7 +177,10 @@ def report(
 
 
 def figure_cases(outputs: dict, count: int) -> np.ndarray:
-  """Indices of up to `count` cases for figures: OOD cases and inlier cases alternately."""
+  """Indices of up to `count` cases for figures: OOD cases and inlier cases alternately (the
+  first cases when the data have no OOD annotation)."""
+  if "case_ood" not in outputs:
+    return np.arange(min(count, len(outputs["label"])), dtype=np.int64)
   ood_cases = np.flatnonzero(outputs["case_ood"] == 1)
   inlier_cases = np.flatnonzero(outputs["case_ood"] == 0)
   order = [c for pair in zip(ood_cases, inlier_cases, strict=False) for c in pair]
@@ -145,7 +191,7 @@ def figure_cases(outputs: dict, count: int) -> np.ndarray:
 def middle_slices(outputs: dict, cases: np.ndarray) -> dict:
   """2-D views of the chosen cases: 3-D volumes are cut at the slice with the most lesion."""
   views = {k: v[cases] for k, v in outputs.items() if np.ndim(v) > 1}
-  lesion = views["lesion"]
+  lesion = views["lesion"] if "lesion" in views else views["label"] > 0
   if lesion.ndim == 3:
     return views
   depth_axis_sums = lesion.reshape(lesion.shape[0], lesion.shape[1], -1).sum(-1)
@@ -158,7 +204,7 @@ def save_case_figure(
   outputs: dict,
   eval_config: ml_collections.ConfigDict,
   class_names: Sequence[str],
-  heat_key: str,
+  heat_key: str | None,
   group_of_query: np.ndarray | None = None,
 ) -> str:
   """The per-case OOD figure (image, GT, prediction, `heat_key` heat-map, query assignments).
@@ -174,8 +220,8 @@ def save_case_figure(
     images=views["image"],
     labels=views["label"],
     predictions=views["pred"],
-    ood_masks=views["ood"],
-    heatmaps=views[heat_key],
+    ood_masks=views["ood"] if "ood" in views else np.zeros_like(views["label"], bool),
+    heatmaps=views[heat_key] if heat_key else np.zeros(views["label"].shape, np.float32),
     assignments=views.get("assignment"),
     group_of_query=group_of_query,
     class_names=tuple(class_names),

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlsup_jax.data.readers.class_folder import (
+from mlsup_jax.data.sources.readers.class_folder import (
   ImageClassFolderSource,
   resize_image,
   to_unit_channels,
 )
-from mlsup_jax.data.readers.tfds import TfdsSource
+from mlsup_jax.data.sources.readers.tfds import TfdsSource
 from mlsup_jax.data.validation import DataError
 
 TFDS_PREFIX = "tfds:"

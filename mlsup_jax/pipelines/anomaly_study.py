@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax.core import evaluation, trainer
-from mlsup_jax.data.distortions import UNSEEN_TRANSFORMS
+from mlsup_jax.data.augmentation.distortions import UNSEEN_TRANSFORMS
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES
 from mlsup_jax.metrics import ood as ood_metrics
 from mlsup_jax.pipelines import unseen_transforms

@@ -48,7 +48,7 @@ import numpy as np
 from absl import logging
 
 from mlsup_jax.core import evaluation, trainer
-from mlsup_jax.data.pipeline import build_source
+from mlsup_jax.data.sources import build_source
 from mlsup_jax.ood import score_grouping
 from mlsup_jax.ot import flatten_pixels, otdd
 from mlsup_jax.pipelines import medshift_report

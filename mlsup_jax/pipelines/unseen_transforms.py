@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax.core import evaluation
-from mlsup_jax.data.distortions import UNSEEN_TRANSFORMS
+from mlsup_jax.data.augmentation.distortions import UNSEEN_TRANSFORMS
 
 
 def unseen_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:

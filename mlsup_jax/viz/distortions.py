@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mlsup_jax.data import distortions  # noqa: E402
+from mlsup_jax.data.augmentation import distortions  # noqa: E402
 
 
 def save_distortion_gallery(

@@ -68,7 +68,7 @@ def save_class_gallery(source, path: str, cases: int = 3) -> str:
   Returns:
     `path`.
   """
-  from mlsup_jax.data.phantoms.framework import case_rng
+  from mlsup_jax.data.phantoms.source_base import case_rng
 
   if int(cases) < 1:
     raise ValueError(f"save_class_gallery: cases must be ≥ 1, got {cases}.")

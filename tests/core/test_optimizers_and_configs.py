@@ -1,4 +1,4 @@
-"""Tests of mlsup_jax.core.optimizers and of the config files (configs/common.py, scunet.py)."""
+"""Tests of mlsup_jax.core.optimizers and of the config files (configs/sections/common.py …)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import numpy as np
 import optax
 import pytest
 
-from configs import common
 from configs import scunet as scunet_config
+from configs.sections import common
 from mlsup_jax.core.optimizers import build_optimizer, learning_rate_schedule
-from mlsup_jax.core.registry import DATASETS, METHODS, MODELS
-from mlsup_jax.data.transforms import TRANSFORMS
+from mlsup_jax.data.augmentation.transforms import TRANSFORMS
+from mlsup_jax.data.sources import DATASETS
 from mlsup_jax.losses import LOSSES
+from mlsup_jax.methods import METHODS
+from mlsup_jax.nn import MODELS
 
 TARGET = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
 START = np.array([0.3, 0.4, -1.0, 2.0], np.float32)

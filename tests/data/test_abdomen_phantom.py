@@ -12,9 +12,9 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlsup_jax.core.registry import DATASETS
+from mlsup_jax.data.augmentation.transforms import TRANSFORMS, CtWindow
 from mlsup_jax.data.phantoms.abdomen import SUBTYPE_NAMES, AbdomenPhantomSource
-from mlsup_jax.data.transforms import TRANSFORMS, CtWindow
+from mlsup_jax.data.sources import DATASETS
 from mlsup_jax.data.validation import check_example
 
 NUM_TEST = 150

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mlsup_jax.core.registry import DATASETS
-from mlsup_jax.data.phantoms import framework
+from mlsup_jax.data.phantoms import curves, source_base, textures
 from mlsup_jax.data.phantoms.bac import BacPhantomSource, is_background_patch, patch_starts
+from mlsup_jax.data.sources import DATASETS
 from mlsup_jax.data.validation import check_example
 
 
@@ -40,52 +40,52 @@ def _dice(prediction, truth):
 
 def test_case_rng_is_seeded_from_seed_split_and_index():
   expected = np.random.default_rng([3, 1, 7]).standard_normal(5)
-  np.testing.assert_array_equal(framework.case_rng(3, "val", 7).standard_normal(5), expected)
-  assert framework.SPLITS == {"train": 0, "val": 1, "test": 2}
+  np.testing.assert_array_equal(source_base.case_rng(3, "val", 7).standard_normal(5), expected)
+  assert source_base.SPLITS == {"train": 0, "val": 1, "test": 2}
   with pytest.raises(ValueError, match="Unknown split"):
-    framework.case_rng(0, "training", 0)
+    source_base.case_rng(0, "training", 0)
 
 
 def test_fractal_noise_is_normalised_and_deterministic():
-  a = framework.fractal_noise(np.random.default_rng(0), (64, 48), beta=3.0)
-  b = framework.fractal_noise(np.random.default_rng(0), (64, 48), beta=3.0)
+  a = textures.fractal_noise(np.random.default_rng(0), (64, 48), beta=3.0)
+  b = textures.fractal_noise(np.random.default_rng(0), (64, 48), beta=3.0)
   assert a.shape == (64, 48) and a.dtype == np.float32
   np.testing.assert_array_equal(a, b)
   assert abs(float(a.mean())) < 1e-4 and abs(float(a.std()) - 1.0) < 1e-3
   # A rougher texture (smaller beta) has larger neighbour differences.
-  rough = framework.fractal_noise(np.random.default_rng(0), (64, 48), beta=1.5)
+  rough = textures.fractal_noise(np.random.default_rng(0), (64, 48), beta=1.5)
   assert np.abs(np.diff(rough, axis=0)).mean() > np.abs(np.diff(a, axis=0)).mean()
-  field = framework.smooth_random_field(np.random.default_rng(1), (8, 8, 8), 2.0)
+  field = textures.smooth_random_field(np.random.default_rng(1), (8, 8, 8), 2.0)
   assert field.shape == (8, 8, 8) and abs(float(field.std()) - 1.0) < 1e-3
 
 
 def test_random_curves_are_smooth_and_evenly_sampled():
   rng = np.random.default_rng(0)
-  curve = framework.random_walk_curve(rng, (10.0, 20.0), 0.0, 50.0, step=0.5)
+  curve = curves.random_walk_curve(rng, (10.0, 20.0), 0.0, 50.0, step=0.5)
   np.testing.assert_allclose(curve[0], (10.0, 20.0))
   np.testing.assert_allclose(np.linalg.norm(np.diff(curve, axis=0), axis=1), 0.5, rtol=1e-6)
-  spline = framework.spline_curve(np.array([[0.0, 0.0], [10.0, 5.0], [20.0, 0.0]]), 0.5)
+  spline = curves.spline_curve(np.array([[0.0, 0.0], [10.0, 5.0], [20.0, 0.0]]), 0.5)
   steps = np.linalg.norm(np.diff(spline, axis=0), axis=1)
   assert np.all(steps < 0.55) and np.allclose(spline[[0, -1]], [[0, 0], [20, 0]], atol=1e-6)
 
 
 def test_rasterize_curve_has_the_requested_width():
-  points = framework.resample_polyline(np.array([[16.0, 4.0], [16.0, 28.0]]), 0.25)
-  soft, binary = framework.rasterize_curve(points, 3.0, (32, 32))
+  points = curves.resample_polyline(np.array([[16.0, 4.0], [16.0, 28.0]]), 0.25)
+  soft, binary = curves.rasterize_curve(points, 3.0, (32, 32))
   assert binary[:, 8:24].sum(axis=0).tolist() == [3] * 16  # rows 15, 16, 17
   assert np.all(soft[15:18, 8:24] == 1.0) and np.all(soft[binary] >= 0.5)
   assert soft.max() <= 1.0 and soft.min() >= 0.0 and soft[13, 16] == 0.0
-  distance, nearest = framework.polyline_distance(points, (32, 32), 2.0)
+  distance, nearest = curves.polyline_distance(points, (32, 32), 2.0)
   assert distance[18, 10] == pytest.approx(2.0, abs=1e-6)
   assert np.isinf(distance[5, 10]) and nearest[5, 10] == -1  # beyond max_distance
   assert distance[16, 10] == pytest.approx(0.0, abs=1e-6) and nearest[16, 10] >= 0
 
 
 def test_gaussian_blobs_and_tube_profiles():
-  blobs = framework.render_gaussian_blobs((16, 16), np.array([[8.0, 8.0]]), [1.0], [0.5])
+  blobs = curves.render_gaussian_blobs((16, 16), np.array([[8.0, 8.0]]), [1.0], [0.5])
   assert blobs.max() == pytest.approx(0.5) and blobs[0, 0] == 0.0
-  solid = framework.projected_tube_profile(np.array([0.0, 1.0, 2.0]), 2.0)
-  hollow = framework.projected_tube_profile(np.array([0.0, 1.0, 2.0]), 2.0, 1.0)
+  solid = curves.projected_tube_profile(np.array([0.0, 1.0, 2.0]), 2.0)
+  hollow = curves.projected_tube_profile(np.array([0.0, 1.0, 2.0]), 2.0, 1.0)
   assert solid[0] == pytest.approx(1.0) and solid[2] == 0.0
   assert hollow[1] == pytest.approx(1.0) and hollow[0] < hollow[1]  # "tram-track"
 
@@ -222,7 +222,7 @@ def test_whole_images_are_cached_and_reads_return_copies(patches):
 def test_generation_is_cheap_enough_for_many_images():
   # No timing assertion: generating a whole 256² image is a few tens of milliseconds.
   source = BacPhantomSource(num_images=3, whole_images=True, seed=9)
-  rng = framework.case_rng(9, "train", 0)
+  rng = source_base.case_rng(9, "train", 0)
   np.testing.assert_array_equal(source.generate(rng, 0)["image"], source[0]["image"][..., 0])
 
 

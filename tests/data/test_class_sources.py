@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlsup_jax.data.pipeline import build_source
-from mlsup_jax.data.readers.class_folder import (
+from mlsup_jax.data.sources import build_source
+from mlsup_jax.data.sources.readers.class_folder import (
   ImageClassFolderSource,
   percentile_normalize,
   resize_image,
 )
-from mlsup_jax.data.readers.pydicom_examples import PydicomExamplesSource
+from mlsup_jax.data.sources.readers.pydicom_examples import PydicomExamplesSource
 from mlsup_jax.data.validation import DataError
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests of mlsup_jax.data.distortions: TEND presets, unseen transforms, grain maps."""
+"""Tests of mlsup_jax.data.augmentation.distortions: TEND presets, unseen transforms, grain maps."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from distortion_images import radiograph
 
-from mlsup_jax.data import distortions as D
-from mlsup_jax.data import image_warps as W
-from mlsup_jax.data import warp_sampling as S
-from mlsup_jax.data.transforms import TRANSFORMS
+from mlsup_jax.data.augmentation import distortions as D
+from mlsup_jax.data.augmentation import image_warps as W
+from mlsup_jax.data.augmentation import warp_sampling as S
+from mlsup_jax.data.augmentation.transforms import TRANSFORMS
 
 ALL_OPTIONS = [(p, k) for p, options in D.TEND_PRESETS.items() for k in range(len(options))]
 

@@ -1,4 +1,4 @@
-"""Tests of mlsup_jax.data.image_warps / warp_sampling: ImageMagick-style distortions."""
+"""Tests of data/augmentation/image_warps.py and warp_sampling.py: ImageMagick-style warps."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from distortion_images import random_image
 
-from mlsup_jax.data import image_warps as W
-from mlsup_jax.data import warp_sampling as S
+from mlsup_jax.data.augmentation import image_warps as W
+from mlsup_jax.data.augmentation import warp_sampling as S
 
 # ----------------------------------------------------------------------------------------------
 # Identities and known displacements.

@@ -13,15 +13,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from configs import cvad, reconstruction_detector, tend
-from mlsup_jax.data.ood_splits import OodSplitSource
-from mlsup_jax.data.phantoms.framework import case_rng, class_stream
 from mlsup_jax.data.phantoms.ivc_filter import (
   CLASS_NAMES,
   DEFAULT_CLASS_WEIGHTS,
   DESIGNS,
   IvcFilterPhantomSource,
 )
-from mlsup_jax.data.pipeline import build_source
+from mlsup_jax.data.phantoms.source_base import case_rng, class_stream
+from mlsup_jax.data.sources import build_source
+from mlsup_jax.data.sources.ood_splits import OodSplitSource
 from mlsup_jax.data.validation import check_example
 
 NUM_STATS = 200

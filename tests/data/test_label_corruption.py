@@ -1,4 +1,4 @@
-"""Tests of mlsup_jax.data.corruption: label noise for segmentation and the clean meta split."""
+"""Tests of data/sources/corruption.py: label noise for segmentation and the clean meta split."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mlsup_jax.data import corruption as C
-from mlsup_jax.data.pipeline import build_source
+from mlsup_jax.data.sources import build_source
+from mlsup_jax.data.sources import corruption as C
 
 SIZE = 24
 

@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES, ModalityPhantomSource
 from mlsup_jax.data.phantoms.radiograph import ChestRadiographPhantomSource
-from mlsup_jax.data.pipeline import build_source
+from mlsup_jax.data.sources import build_source
 
 NUM_RADIOGRAPHS, NUM_PER_MODALITY = 60, 30
 

@@ -4,11 +4,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mlsup_jax.core.registry import DATASETS
-from mlsup_jax.data.ood_splits import OodSplitSource, read_class_ids, stratified_split
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES
 from mlsup_jax.data.phantoms.radiograph import ChestRadiographPhantomSource
-from mlsup_jax.data.pipeline import build_source, eval_batches
+from mlsup_jax.data.pipeline import eval_batches
+from mlsup_jax.data.sources import DATASETS, build_source
+from mlsup_jax.data.sources.ood_splits import OodSplitSource, read_class_ids, stratified_split
 
 ROLES = ("train", "val", "test")
 

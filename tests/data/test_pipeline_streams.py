@@ -6,8 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mlsup_jax.core.registry import DATASETS
 from mlsup_jax.data import pipeline
+from mlsup_jax.data.sources import DATASETS
 from mlsup_jax.data.validation import DataError
 
 SIZE = 8

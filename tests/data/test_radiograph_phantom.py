@@ -11,14 +11,14 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlsup_jax.data.phantoms.framework import case_rng
 from mlsup_jax.data.phantoms.radiograph import (
   CLASS_NAMES,
   DEFAULT_CLASS_WEIGHTS,
   ChestRadiographPhantomSource,
   class_stream,
 )
-from mlsup_jax.data.pipeline import build_source
+from mlsup_jax.data.phantoms.source_base import case_rng
+from mlsup_jax.data.sources import build_source
 from mlsup_jax.data.validation import check_example
 
 NUM_SUBTLETY = 200

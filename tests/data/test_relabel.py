@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from configs import mcpm, pint
-from mlsup_jax.data.corruption import NoisyLabelSource
-from mlsup_jax.data.pipeline import build_source
-from mlsup_jax.data.relabel import RelabelSource
+from mlsup_jax.data.sources import build_source
+from mlsup_jax.data.sources.corruption import NoisyLabelSource
+from mlsup_jax.data.sources.relabel import RelabelSource
 from mlsup_jax.data.validation import DataError
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from mlsup_jax.data.phantoms.radiograph import ChestRadiographPhantomSource
 from mlsup_jax.data.phantoms.shifted_external import SHIFT_TYPES, ShiftedRadiographSource
-from mlsup_jax.data.pipeline import build_source
-from mlsup_jax.data.subset import IndexSubsetSource
+from mlsup_jax.data.sources import build_source
+from mlsup_jax.data.sources.subset import IndexSubsetSource
 
 FRACTIONS = (0.1, 0.1, 0.1, 0.1, 0.1)
 

@@ -12,13 +12,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from mlsup_jax.data.sources import (
-  DicomFolderSource,
-  ImageFolderSource,
-  NiftiFolderSource,
-  NnUNetRawSource,
-  TfdsSource,
-)
+from mlsup_jax.data.sources.readers.dicom import DicomFolderSource
+from mlsup_jax.data.sources.readers.images import ImageFolderSource
+from mlsup_jax.data.sources.readers.nifti import NiftiFolderSource, NnUNetRawSource
+from mlsup_jax.data.sources.readers.tfds import TfdsSource
 from mlsup_jax.data.validation import DataError
 
 # ----------------------------------------------------------------------------------------------
@@ -127,8 +124,7 @@ def test_image_folder_through_registry_and_grain(tmp_path):
   import grain
   import ml_collections
 
-  from mlsup_jax.core.registry import DATASETS
-  from mlsup_jax.data.pipeline import build_source
+  from mlsup_jax.data.sources import DATASETS, build_source
 
   _png(tmp_path / "images" / "a.png", np.ones((4, 4), np.uint8))
   assert DATASETS.get("image_folder") is ImageFolderSource

@@ -1,4 +1,4 @@
-"""Tests of mlsup_jax.data.transforms (grain maps) and mlsup_jax.data.validation."""
+"""Tests of mlsup_jax.data.augmentation.transforms (grain maps) and mlsup_jax.data.validation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from configs import maxquery as maxquery_config
 from configs import scunet as scunet_config
 from configs import tend as tend_config
-from mlsup_jax.data.transforms import (
+from mlsup_jax.data.augmentation.transforms import (
   TRANSFORMS,
   Normalize,
   RandomBrightness,

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import maxquery as maxquery_config
-from mlsup_jax.core.registry import METHODS
+from mlsup_jax.methods import METHODS
 from mlsup_jax.methods.maxquery import MAXQUERY_VARIANTS
 
 VARIANTS = ("maxquery", "noqd", "unet")

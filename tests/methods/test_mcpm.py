@@ -12,11 +12,11 @@ from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example
 from configs import mcpm as mcpm_config
 from mlsup_jax.core import mesh as mesh_lib
 from mlsup_jax.core import trainer
-from mlsup_jax.core.registry import MODELS
 from mlsup_jax.core.run_setup import RunSetup
 from mlsup_jax.data import pipeline
 from mlsup_jax.losses.pixel_maps import pixel_cross_entropy
 from mlsup_jax.methods.mcpm import McpmMethod
+from mlsup_jax.nn import MODELS
 from mlsup_jax.nn.meta import MetaMaskNet, MetaWeightNet
 
 NUM_CLASSES = 3

@@ -17,12 +17,14 @@ from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example
 from configs import pint as pint_config
 from mlsup_jax.core import mesh as mesh_lib
 from mlsup_jax.core import teacher, trainer
-from mlsup_jax.core.registry import METHODS, MODELS
 from mlsup_jax.core.run_setup import RunSetup
 from mlsup_jax.data import pipeline
 from mlsup_jax.losses.consistency import class_probabilities, probability_mse
 from mlsup_jax.losses.pixel_maps import pixel_cross_entropy
+from mlsup_jax.methods import METHODS
 from mlsup_jax.methods.pint import PintMethod
+from mlsup_jax.nn import MODELS
+from mlsup_jax.ood import uncertainty
 
 NUM_CLASSES = 3
 LN2 = math.log(2.0)
@@ -49,7 +51,7 @@ class LabelEchoNet(TinySegNet):
 
 @pytest.fixture(scope="module", autouse=True)
 def registered():
-  """The test networks in MODELS (`pint` itself is listed in core/registry.py)."""
+  """The test networks in MODELS (`pint` itself is listed in methods/__init__.py)."""
   assert "pint" in METHODS
   MODELS.register("test_pint_tiny", TinySegNet)
   MODELS.register("test_pint_echo", LabelEchoNet)
@@ -133,18 +135,18 @@ def test_train_step_updates_the_teacher_by_the_ema_formula():
 def test_mean_and_entropy_by_hand():
   # Two passes at two pixels (K = 2): mean [0.7, 0.3] and [0.5, 0.5].
   probs = jnp.asarray([[[0.9, 0.1], [1.0, 0.0]], [[0.5, 0.5], [0.0, 1.0]]])
-  mean, u = teacher.mean_and_entropy(probs)
+  mean, u = uncertainty.mean_and_entropy(probs)
   np.testing.assert_allclose(mean, [[0.7, 0.3], [0.5, 0.5]], rtol=1e-6)
   expected = [-(0.7 * math.log(0.7) + 0.3 * math.log(0.3)), LN2]  # 0.6108643, 0.6931472.
   np.testing.assert_allclose(u, expected, rtol=1e-6)
   # A pass that is certain everywhere has zero uncertainty (0 ln 0 = 0, no NaN).
-  _, zero = teacher.mean_and_entropy(jnp.asarray([[[1.0, 0.0]], [[1.0, 0.0]]]))
+  _, zero = uncertainty.mean_and_entropy(jnp.asarray([[[1.0, 0.0]], [[1.0, 0.0]]]))
   assert float(zero[0]) == 0.0
 
 
 def test_perturbed_passes_add_clipped_gaussian_noise_per_pass():
   images = jnp.zeros((2, 32, 32, 1))
-  passes = teacher.perturbed_predictions(
+  passes = uncertainty.perturbed_predictions(
     lambda x, key: x, images, jax.random.key(0), num_passes=8, noise_std=0.1, noise_clip=0.2
   )
   assert passes.shape == (8, 2, 32, 32, 1)
@@ -167,9 +169,11 @@ def test_passes_per_call_does_not_change_the_passes():
     return jax.nn.softmax(jnp.concatenate([x, -x], -1) + jax.random.normal(key, x.shape), -1)
 
   kwargs = dict(num_passes=3, noise_std=0.1, noise_clip=0.2)
-  whole = jax.jit(lambda x: teacher.perturbed_predictions(predict, x, jax.random.key(1), **kwargs))
+  whole = jax.jit(
+    lambda x: uncertainty.perturbed_predictions(predict, x, jax.random.key(1), **kwargs)
+  )
   chunked = jax.jit(
-    lambda x: teacher.perturbed_predictions(
+    lambda x: uncertainty.perturbed_predictions(
       predict, x, jax.random.key(1), passes_per_call=2, **kwargs
     )
   )
@@ -185,7 +189,7 @@ def test_teacher_mean_and_uncertainty_of_the_method_against_numpy():
   params, rng = state.extra["teacher_params"], jax.random.key(4)
   mean, u = jax.jit(method.teacher_predictions)(params, batch["image"], rng)
   # The perturbed inputs: the same passes with an identity network.
-  inputs = teacher.perturbed_predictions(
+  inputs = uncertainty.perturbed_predictions(
     lambda x, key: x, jnp.asarray(batch["image"]), rng, num_passes=3, noise_std=0.1, noise_clip=0.2
   )
   logits = np.stack([np.asarray(method.model.apply({"params": params}, x)) for x in inputs])

@@ -16,8 +16,8 @@ import optax
 import pytest
 from scipy import ndimage
 
-from mlsup_jax.core.registry import MODELS
 from mlsup_jax.losses import anomaly
+from mlsup_jax.nn import MODELS
 from mlsup_jax.nn.autoencoder import AutoEncoder, ConvBlock, ConvEncoder, TendClassifier, activate
 from mlsup_jax.nn.cvae import CascadeVAE, Discriminator
 from mlsup_jax.nn.vae import VAE, GaussianLatent

@@ -57,7 +57,8 @@ import numpy as np
 from mlsup_jax.data.phantoms.abdomen_anatomy import AIR_HU as AIR_HU
 from mlsup_jax.data.phantoms.abdomen_anatomy import paint_anatomy
 from mlsup_jax.data.phantoms.abdomen_tumours import paint_tumour
-from mlsup_jax.data.phantoms.framework import PhantomSource, fractal_noise, gaussian_blur, split_id
+from mlsup_jax.data.phantoms.source_base import PhantomSource, split_id
+from mlsup_jax.data.phantoms.textures import fractal_noise, gaussian_blur
 
 # Image side and depth constraints (mask transformers down-sample by 16; volumes by 8 in z).
 SIZE_MULTIPLE = 16

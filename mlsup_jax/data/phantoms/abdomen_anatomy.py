@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mlsup_jax.data.phantoms.framework import smoothstep
 from mlsup_jax.data.phantoms.shapes import (
   bumps,
   ellipsoid_distance,
@@ -24,6 +23,7 @@ from mlsup_jax.data.phantoms.shapes import (
   smooth_min,
   unit_vectors,
 )
+from mlsup_jax.data.phantoms.textures import smoothstep
 
 AIR_HU = -1000.0
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from mlsup_jax.data.phantoms.framework import smoothstep
 from mlsup_jax.data.phantoms.shapes import bumps, paint, random_rotation, unit_vectors
+from mlsup_jax.data.phantoms.textures import smoothstep
 
 
 def paint_tumour(

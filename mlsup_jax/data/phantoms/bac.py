@@ -30,17 +30,18 @@ import math
 
 import numpy as np
 
-from mlsup_jax.data.phantoms.framework import (
-  PhantomSource,
-  fractal_noise,
-  gaussian_blur,
+from mlsup_jax.data.phantoms.curves import (
   polyline_distance,
   projected_tube_profile,
   random_walk_curve,
   render_gaussian_blobs,
+)
+from mlsup_jax.data.phantoms.source_base import PhantomSource, split_id
+from mlsup_jax.data.phantoms.textures import (
+  fractal_noise,
+  gaussian_blur,
   smooth_random_field,
   smoothstep,
-  split_id,
 )
 
 # The authors' rule for skipping background patches, on 8-bit intensities.

@@ -31,7 +31,7 @@ only its geometry, never its size, pose, metal density or background:
 The design was fixed from the thesis's description of the dataset before any detector was run
 on it (README, TEND / CVAD section); it is not tuned to a method's result.
 
-A case's class comes from its own random stream (`framework.class_stream`), so it is known
+A case's class comes from its own random stream (`source_base.class_stream`), so it is known
 without rendering; the background, the device pose and the acquisition use streams that do not
 depend on the class, so `render(rng, k)` for two classes k gives the same patient, pose and
 exposure with two different devices.
@@ -44,15 +44,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mlsup_jax.data.phantoms.framework import (
-  LabelledPhantomSource,
-  fractal_noise,
+from mlsup_jax.data.phantoms.curves import (
   projected_tube_profile,
   rasterize_curve,
   resample_polyline,
-  smoothstep,
 )
 from mlsup_jax.data.phantoms.radiograph import expose_radiograph
+from mlsup_jax.data.phantoms.source_base import LabelledPhantomSource
+from mlsup_jax.data.phantoms.textures import fractal_noise, smoothstep
 
 CLASS_NAMES = (
   "conical_hooked",

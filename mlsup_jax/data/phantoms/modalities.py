@@ -26,17 +26,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
-from mlsup_jax.data.phantoms.framework import (
-  PhantomSource,
+from mlsup_jax.data.phantoms.curves import random_walk_curve, rasterize_curve, render_gaussian_blobs
+from mlsup_jax.data.phantoms.source_base import PhantomSource
+from mlsup_jax.data.phantoms.textures import (
   fractal_noise,
   gaussian_blur,
-  random_walk_curve,
-  rasterize_curve,
-  render_gaussian_blobs,
   smooth_random_field,
   smoothstep,
 )
-from mlsup_jax.data.readers.class_folder import resize_image
+from mlsup_jax.data.sources.readers.class_folder import resize_image
 
 MODALITY_NAMES = ("ct", "mr_brain", "ultrasound", "dermoscopy")
 MIN_IMAGE_SIZE = 32

@@ -29,7 +29,7 @@ from normal images (the tests measure AUROC < 0.65 for the image mean and std):
 * cardiomegaly (4): the heart is 18–35% wider (the normal cardiothoracic ratio range is wide,
   so the two overlap as in practice).
 
-A case's class comes from its own random stream (`framework.class_stream`), so it is known without
+A case's class comes from its own random stream (`source_base.class_stream`), so it is known without
 rendering; the anatomy and acquisition come from streams spawned from `case_rng` that do not
 depend on the class, so `render(rng, 0)` gives the normal "twin" of any abnormal case.
 """
@@ -41,14 +41,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mlsup_jax.data.phantoms.framework import (
-  LabelledPhantomSource,
-  class_stream,
-  fractal_noise,
-  gaussian_blur,
-  projected_tube_profile,
-  smoothstep,
-)
+from mlsup_jax.data.phantoms.curves import projected_tube_profile
+from mlsup_jax.data.phantoms.source_base import LabelledPhantomSource, class_stream
+from mlsup_jax.data.phantoms.textures import fractal_noise, gaussian_blur, smoothstep
 
 __all__ = ["CLASS_NAMES", "DEFAULT_CLASS_WEIGHTS", "ChestRadiographPhantomSource", "class_stream"]
 

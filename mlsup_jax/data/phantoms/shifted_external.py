@@ -29,13 +29,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mlsup_jax.data.phantoms.framework import PhantomSource, gaussian_blur, split_id
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES, ModalityPhantomSource
 from mlsup_jax.data.phantoms.radiograph import (
   CLASS_NAMES,
   DEFAULT_CLASS_WEIGHTS,
   ChestRadiographPhantomSource,
 )
+from mlsup_jax.data.phantoms.source_base import PhantomSource, split_id
+from mlsup_jax.data.phantoms.textures import gaussian_blur
 
 SHIFT_TYPES = ("none", "intensity", "noise", "artefact", "foreign", "label_noise")
 # Memory for cached cases (float32 image: 4 bytes a pixel).

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsup_jax.data.readers.common import (
+from mlsup_jax.data.sources.readers.common import (
   FileSource,
   as_image,
   check_pair,
   read_or_raise,
   require_dir,
 )
-from mlsup_jax.data.readers.images import IMAGE_SUFFIXES, read_label_2d
+from mlsup_jax.data.sources.readers.images import IMAGE_SUFFIXES, read_label_2d
 from mlsup_jax.data.validation import DataError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")

@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from mlsup_jax.data.warp_sampling import (
+from mlsup_jax.data.augmentation.warp_sampling import (
   SCIPY_MODES,
   Viewport,
   as_float_tuple,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import logging
 
-from mlsup_jax.data.readers.class_folder import percentile_normalize, resize_image
+from mlsup_jax.data.sources.readers.class_folder import percentile_normalize, resize_image
 
 DEFAULT_MODALITIES = ("MR", "CT", "US")
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)

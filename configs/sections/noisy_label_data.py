@@ -9,6 +9,7 @@ Evaluation uses clean labels of separate test slices, or of separate validation 
 
 import ml_collections
 
+from configs.sections import common
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
 
 # The segmentation target: every phantom class, or one structure as a binary task (the papers'
@@ -73,7 +74,7 @@ def unet_model(size: str, target: str = "all") -> ml_collections.ConfigDict:
     {
       "name": "unet",
       "num_classes": len(target_classes(target)),
-      "backbone_features": SIZES[size]["backbone"],
+      "features": SIZES[size]["backbone"],
       "dropout_rate": 0.0,
       "dtype": "float32",
     }
@@ -155,6 +156,9 @@ def noisy_label_data(
     }
   )
   if meta_stream:
-    # The clean meta set: the other role of the same pool (disjoint from the training set).
-    data.streams = ml_collections.ConfigDict({"meta": {**noisy, "role": "meta"}})
+    # The clean meta set: the other role of the same pool (disjoint from the training set),
+    # one meta example per training example.
+    data.streams = ml_collections.ConfigDict(
+      {"meta": common.stream({**noisy, "role": "meta"}, s["batch"], ("ct_window",))}
+    )
   return data

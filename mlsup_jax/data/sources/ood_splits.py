@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsup_jax.data.source_spec import as_source
+from mlsup_jax.data.sources import as_source
 
 PROTOCOLS = ("one_vs_rest", "rest_vs_one")
 ROLES = ("train", "val", "test")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsup_jax.data.readers.common import (
+from mlsup_jax.data.sources.readers.common import (
   FileSource,
   as_image,
   as_label,
@@ -18,7 +18,7 @@ from mlsup_jax.data.readers.common import (
   read_or_raise,
   require_dir,
 )
-from mlsup_jax.data.readers.images import read_label_2d, read_pixels
+from mlsup_jax.data.sources.readers.images import read_label_2d, read_pixels
 from mlsup_jax.data.validation import DataError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")

@@ -8,7 +8,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from mlsup_jax.data.readers.common import (
+from mlsup_jax.data.sources.readers.common import (
   FileSource,
   as_image,
   as_label,

@@ -12,9 +12,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mlsup_jax.data.readers.common import as_image, case_stem, require_dir
-from mlsup_jax.data.readers.dicom import DICOM_SUFFIXES, read_dicom
-from mlsup_jax.data.readers.images import IMAGE_SUFFIXES, auto_scale, read_pixels, to_channels
+from mlsup_jax.data.sources.readers.common import as_image, case_stem, require_dir
+from mlsup_jax.data.sources.readers.dicom import DICOM_SUFFIXES, read_dicom
+from mlsup_jax.data.sources.readers.images import (
+  IMAGE_SUFFIXES,
+  auto_scale,
+  read_pixels,
+  to_channels,
+)
 from mlsup_jax.data.validation import DataError
 
 CLASS_FOLDER_SUFFIXES = (*IMAGE_SUFFIXES, *DICOM_SUFFIXES)

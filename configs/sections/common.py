@@ -64,3 +64,37 @@ def train(num_steps: int, log_every: int, checkpoint_every: int) -> ml_collectio
 def mesh() -> ml_collections.ConfigDict:
   # data=-1: every device not used by fsdp holds a slice of the batch.
   return ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+
+
+def stream(
+  source: dict,
+  batch_size: int,
+  transforms: tuple[str, ...],
+  *,
+  require_label: bool = True,
+  views: dict | None = None,
+) -> dict:
+  """One `config.data.streams.<name>` section (see `mlsup_jax/data/pipeline.py`).
+
+  Args:
+    source: the stream's source section (`name` + that source's fields).
+    batch_size: its global batch size.
+    transforms: registered transforms applied to every example (image and label).
+    require_label: whether an example without `label` is an error.
+    views: view name → photometric transforms; each adds `image_<view>`.
+  """
+  return {
+    "source": source,
+    "batch_size": batch_size,
+    "transforms": tuple(transforms),
+    "views": dict(views or {}),
+    "require_label": require_label,
+  }
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Locks `config`, leaving its source sections open so a source can be swapped on the command
+  line (`mlsup_jax/core/config_resolution.py`)."""
+  from mlsup_jax.core.config_resolution import open_for_overrides
+
+  return open_for_overrides(config)

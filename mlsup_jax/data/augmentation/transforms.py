@@ -13,8 +13,8 @@ import dataclasses
 import grain
 import numpy as np
 
-from mlsup_jax.core.registry import Registry
-from mlsup_jax.data.distortions import TendDistortion, UnseenTransform
+from mlsup_jax.data.augmentation.distortions import TendDistortion, UnseenTransform
+from mlsup_jax.registry import Registry
 
 
 def _spatial_keys(example: dict, spatial_dims: int) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlsup_jax.data.readers.common import as_image, as_label, require_dir
-from mlsup_jax.data.readers.images import auto_scale
+from mlsup_jax.data.sources.readers.common import as_image, as_label, require_dir
+from mlsup_jax.data.sources.readers.images import auto_scale
 from mlsup_jax.data.validation import DataError
 
 

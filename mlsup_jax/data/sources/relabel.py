@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsup_jax.data.source_spec import as_source
+from mlsup_jax.data.sources import as_source
 from mlsup_jax.data.validation import DataError
 
 

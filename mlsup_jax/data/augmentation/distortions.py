@@ -18,8 +18,8 @@ import grain
 import numpy as np
 from scipy import ndimage
 
-from mlsup_jax.data.image_warps import DISTORTIONS
-from mlsup_jax.data.warp_sampling import Viewport, check_image, map_coordinates
+from mlsup_jax.data.augmentation.image_warps import DISTORTIONS
+from mlsup_jax.data.augmentation.warp_sampling import Viewport, check_image, map_coordinates
 
 # The presets' pixel-valued parameters are for 256 × 256 images (the reference resolution).
 REFERENCE_SIZE = 256
@@ -236,7 +236,7 @@ def unseen_transform(
 
 
 # ----------------------------------------------------------------------------------------------
-# Grain transforms (registered in `mlsup_jax.data.transforms.TRANSFORMS`).
+# Grain transforms (registered in `mlsup_jax.data.augmentation.transforms.TRANSFORMS`).
 
 
 @dataclasses.dataclass(frozen=True)

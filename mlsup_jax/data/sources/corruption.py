@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mlsup_jax.data.source_spec import as_source
+from mlsup_jax.data.sources import as_source
 
 CORRUPTIONS = ("dilation", "erosion", "elastic")
 STRUCTURES = ("cross", "box")

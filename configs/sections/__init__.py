@@ -1,0 +1,1 @@
+"""Helpers that build config sections shared by several method configs (not configs themselves)."""
