@@ -14,6 +14,7 @@ from configs.sections import common
 from mlsup_jax.core.optimizers import build_optimizer, learning_rate_schedule
 from mlsup_jax.data.augmentation.transforms import TRANSFORMS
 from mlsup_jax.data.sources import DATASETS
+from mlsup_jax import losses
 from mlsup_jax.losses import LOSSES
 from mlsup_jax.methods import METHODS
 from mlsup_jax.nn import MODELS
@@ -217,8 +218,11 @@ def test_scunet_config_is_locked_and_consistent(arg):
   assert config.model.name in MODELS
   assert config.data.train_source.name in DATASETS
   assert config.data.eval_source.name in DATASETS
-  assert all(name in LOSSES for name in config.loss.terms)
-  assert len(config.loss.terms) == len(config.loss.weights)
+  assert all(name in LOSSES for name in config.loss)
+  assert [name for name, _, _ in losses.active_terms(config.loss)] == ["soft_dice"]
+  # Source sections stay open for new fields (a source swapped on the command line).
+  config.data.train_source.root = "/data"
+  assert config.data.train_source.root == "/data"
   for name in (*config.data.train_transforms, *config.data.eval_transforms):
     assert name in TRANSFORMS
   # Patch geometry: training crops are the evaluation patches, which overlap and tile.

@@ -1,4 +1,5 @@
-"""Extra data streams (`config.data.streams`): zipped sub-batches, seeding, resume, errors."""
+"""Data streams (`config.data.streams`): own batch sizes, transforms, views and labels; zipped
+sub-batches, seeding, resume, errors."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ SIZE = 8
 class IndexedSource:
   """`num_examples` examples whose `index` key tells them apart (offset by `start`)."""
 
-  def __init__(self, num_examples: int = 10, start: int = 0, nan: bool = False):
-    self.num_examples, self.start, self.nan = num_examples, start, nan
+  def __init__(
+    self, num_examples: int = 10, start: int = 0, nan: bool = False, labelled: bool = True
+  ):
+    self.num_examples, self.start, self.nan, self.labelled = num_examples, start, nan, labelled
 
   def __len__(self):
     return self.num_examples
@@ -27,6 +30,8 @@ class IndexedSource:
     image = np.full((SIZE, SIZE, 1), np.nan if self.nan else value / 100.0, np.float32)
     label = np.zeros((SIZE, SIZE), np.int32)
     label[: value % SIZE] = 1
+    if not self.labelled:
+      return {"image": image, "index": np.int32(value)}
     return {"image": image, "label": label, "index": np.int32(value)}
 
 
@@ -60,7 +65,21 @@ def _data_config(streams=None, **overrides) -> ml_collections.ConfigDict:
   return config
 
 
-META = {"meta": {"name": "test_indexed", "num_examples": 3, "start": 100}}
+TRAIN_TRANSFORMS = ("random_brightness", "normalize")
+
+
+def stream(source: dict, batch_size: int = 4, transforms=TRAIN_TRANSFORMS, **fields) -> dict:
+  return {
+    "source": source,
+    "batch_size": batch_size,
+    "transforms": transforms,
+    "views": fields.pop("views", {}),
+    "require_label": fields.pop("require_label", True),
+    **fields,
+  }
+
+
+META = {"meta": stream({"name": "test_indexed", "num_examples": 3, "start": 100})}
 
 
 def _batches(config, n):
@@ -68,7 +87,7 @@ def _batches(config, n):
   return [next(iterator) for _ in range(n)]
 
 
-def test_each_example_carries_one_example_of_every_stream():
+def test_each_batch_carries_one_batch_of_every_stream():
   batches = _batches(_data_config(META), 6)
   for batch in batches:
     assert batch["image"].shape == (4, SIZE, SIZE, 1)
@@ -82,9 +101,57 @@ def test_each_example_carries_one_example_of_every_stream():
     assert sorted(meta_order[start : start + 3].tolist()) == [100, 101, 102]
 
 
-def test_streams_get_the_training_transforms_with_their_own_seeds():
+def test_streams_have_their_own_batch_size_transforms_and_labels():
+  """A labelled stream of 2 and an unlabelled one of 6 (1:3), each with its own transforms."""
+  unlabelled = stream(
+    {"name": "test_indexed", "num_examples": 7, "start": 300, "labelled": False},
+    batch_size=6,
+    transforms=("normalize",),
+    require_label=False,
+  )
+  config = _data_config({"unlabelled": unlabelled}, batch_size=2)
+  batch = _batches(config, 1)[0]
+  assert batch["image"].shape == (2, SIZE, SIZE, 1)
+  assert set(batch["unlabelled"]) == {"image", "index"}
+  assert batch["unlabelled"]["image"].shape == (6, SIZE, SIZE, 1)
+  # Only `normalize`: the stored value comes back exactly, no brightness factor.
+  values = batch["unlabelled"]["index"] / 100.0
+  np.testing.assert_allclose(
+    batch["unlabelled"]["image"][:, 0, 0, 0] * 0.25 + 0.5, values, rtol=1e-6
+  )
+
+
+def test_an_unlabelled_stream_that_requires_labels_is_a_clear_error():
+  unlabelled = stream({"name": "test_indexed", "num_examples": 3, "labelled": False})
+  with pytest.raises(DataError, match="streams.unlabelled.*no 'label'"):
+    pipeline.train_dataset(_data_config({"unlabelled": unlabelled}))[0]
+
+
+def test_views_are_pixel_aligned_photometric_copies_with_their_own_draws():
+  source = {"name": "test_indexed", "num_examples": 10, "start": 1}
+  views = {"strong": ("random_brightness",), "weak": ()}
+  config = _data_config({"u": stream(source, transforms=("normalize",), views=views)})
+  u = _batches(config, 1)[0]["u"]
+  assert set(u) == {"image", "image_strong", "image_weak", "label", "index"}
+  np.testing.assert_array_equal(u["image_weak"], u["image"])
+  ratio = u["image_strong"] / u["image"]
+  assert np.all(np.abs(ratio - 1.0) <= 0.2 + 1e-5) and not np.allclose(ratio, 1.0)
+  # Per example one factor over every pixel: the view is aligned with the image and label.
+  np.testing.assert_allclose(ratio, ratio[:, :1, :1, :].repeat(SIZE, 1).repeat(SIZE, 2), 1e-5)
+
+
+def test_a_view_that_moves_pixels_is_refused():
+  config = _data_config(
+    {"u": stream({"name": "test_indexed"}, views={"crop": ("random_crop",)})}, crop_size=4
+  )
+  with pytest.raises(DataError, match="photometric"):
+    pipeline.train_dataset(config)[0]
+
+
+def test_streams_get_their_transforms_with_their_own_seeds():
   source = {"name": "test_indexed", "num_examples": 10, "start": 1}  # No zero image.
-  batch = _batches(_data_config(META, train_source=source), 1)[0]
+  meta = {"meta": stream({**source, "start": 100})}
+  batch = _batches(_data_config(meta, train_source=source), 1)[0]
 
   def brightness_factors(sub_batch):
     # Undo normalize, divide by the source value: the random brightness factor of each example.
@@ -108,7 +175,8 @@ def test_training_stream_is_unchanged_by_adding_a_stream():
 
 
 def test_resumed_iterator_continues_with_the_same_pairs():
-  config = _data_config(META)
+  unlabelled = stream({"name": "test_indexed", "num_examples": 7, "start": 300}, batch_size=12)
+  config = _data_config({**META, "unlabelled": unlabelled})
   dataset = pipeline.train_dataset(config)
   iterator = pipeline.train_iterator(dataset, config)
   for _ in range(3):
@@ -120,24 +188,37 @@ def test_resumed_iterator_continues_with_the_same_pairs():
   for a in expected:
     b = next(resumed)
     np.testing.assert_array_equal(a["index"], b["index"])
-    np.testing.assert_array_equal(a["meta"]["index"], b["meta"]["index"])
-    np.testing.assert_array_equal(a["meta"]["image"], b["meta"]["image"])
+    for name in ("meta", "unlabelled"):
+      np.testing.assert_array_equal(a[name]["index"], b[name]["index"])
+      np.testing.assert_array_equal(a[name]["image"], b[name]["image"])
 
 
 def test_two_streams_are_zipped_under_their_names():
-  streams = {**META, "extra": {"name": "test_indexed", "num_examples": 5, "start": 200}}
+  streams = {**META, "extra": stream({"name": "test_indexed", "num_examples": 5, "start": 200})}
   batch = _batches(_data_config(streams), 1)[0]
   assert np.all(batch["meta"]["index"] >= 100) and np.all(batch["meta"]["index"] < 200)
   assert np.all(batch["extra"]["index"] >= 200)
 
 
 def test_stream_named_like_an_example_key_is_a_clear_error():
-  config = _data_config({"label": {"name": "test_indexed", "num_examples": 3}})
+  config = _data_config({"label": stream({"name": "test_indexed", "num_examples": 3})})
   with pytest.raises(DataError, match="collides"):
     pipeline.train_dataset(config)[0]
 
 
 def test_stream_examples_are_validated():
-  config = _data_config({"meta": {"name": "test_indexed", "num_examples": 3, "nan": True}})
+  bad = stream({"name": "test_indexed", "num_examples": 3, "nan": True})
   with pytest.raises(DataError, match="NaN"):
-    pipeline.train_dataset(config)[0]
+    pipeline.train_dataset(_data_config({"meta": bad}))[0]
+
+
+def test_a_stream_section_with_missing_fields_is_a_clear_error():
+  config = _data_config({"meta": {"name": "test_indexed", "num_examples": 3}})
+  with pytest.raises(ValueError, match="streams.meta must have exactly the fields"):
+    pipeline.train_dataset(config)
+
+
+def test_an_empty_stream_is_a_clear_error():
+  config = _data_config({"meta": stream({"name": "test_indexed", "num_examples": 0})})
+  with pytest.raises(DataError, match="empty"):
+    pipeline.train_dataset(config)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -326,9 +325,8 @@ def test_scores():
 
 def test_registered_terms_combine_by_name_and_jit():
   outputs, batch = _cvae_case(seed=2)
-  config = ml_collections.ConfigDict(
-    {"terms": ("cvae",), "weights": (1.0,), "cvae": {"kl_normalisation": "batch"}}
-  )
+  role = losses.LossRole(outputs=tuple(outputs))
+  config = losses.loss_section(role, {"cvae": 1.0}, {"cvae": {"kl_normalisation": "batch"}})
   total, metrics = jax.jit(lambda o, b: losses.weighted_sum(config, outputs=o, batch=b))(
     outputs, batch
   )
@@ -343,7 +341,7 @@ def test_registered_terms_combine_by_name_and_jit():
     ("cvae", anomaly.cvae_loss),
     ("discriminator_bce", anomaly.discriminator_bce),
   ]:
-    assert LOSSES.get(name) is function
+    assert LOSSES.get(name).function() is function
 
 
 def test_losses_are_differentiable():

@@ -122,7 +122,7 @@ def test_group_balanced_query_distribution_matches_a_loop():
     outputs={"mask_logits": logits},
     batch={"label": labels, "valid": valid},
     query_split=SPLIT,
-    reduction="group_balanced",
+    balance="group_balanced",
   )
   probs = special.softmax(logits.astype(np.float64), axis=-1)
   group_of_query = np.concatenate([np.full(n, g) for g, n in enumerate(SPLIT)])
@@ -140,9 +140,9 @@ def test_group_balanced_query_distribution_matches_a_loop():
     outputs={"mask_logits": logits}, batch={"label": labels, "valid": valid}, query_split=SPLIT
   )[0]
   assert float(pixel) != pytest.approx(expected, rel=1e-3)
-  with pytest.raises(ValueError, match="reduction"):
+  with pytest.raises(ValueError, match="balance"):
     mask_transformer.query_distribution(
-      outputs={"mask_logits": logits}, batch={"label": labels}, reduction="sum"
+      outputs={"mask_logits": logits}, batch={"label": labels}, balance="sum"
     )
 
 
@@ -243,14 +243,17 @@ def _layer(rng, batch, spatial, n=32, k=5, scale=2.0):
 def _smoke_loss_config(qd: bool = True):
   loss = maxquery_config.get_config("smoke").loss
   if not qd:  # the paper's "w/o L_qd" ablation, as a user would write it
-    loss.terms = ("cross_entropy", "soft_dice")
-    loss.weights = (1.0, 1.0)
+    loss.query_distribution.weight = 0.0
   return loss
 
 
 def test_deep_supervision_is_final_plus_weighted_aux_sum():
   loss_config = _smoke_loss_config()
-  assert tuple(loss_config.terms) == ("cross_entropy", "soft_dice", "query_distribution")
+  assert [name for name, _, _ in losses.active_terms(loss_config)] == [
+    "cross_entropy",
+    "query_distribution",
+    "soft_dice",
+  ]
   without_qd = _smoke_loss_config(qd=False)
   rng = np.random.default_rng(3)
   final = _layer(rng, 2, (8, 8))
@@ -301,7 +304,7 @@ def test_deep_supervision_is_final_plus_weighted_aux_sum():
   ce = -np.take_along_axis(log_probs, label[..., None], axis=-1)[0].mean()
   assert float(metrics["loss/cross_entropy"]) == pytest.approx(ce, rel=1e-5)
 
-  # Switching the QD term off through `loss.terms` removes exactly its contributions.
+  # Switching the QD term off (weight 0) removes exactly its contributions.
   assert "loss/query_distribution" not in metrics_off and "qd_loss" not in metrics_off
   assert {"loss/cross_entropy", "loss/soft_dice", "loss/aux"} <= set(metrics_off)
   assert float(total) - float(total_off) == pytest.approx(

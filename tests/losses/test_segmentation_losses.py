@@ -264,16 +264,12 @@ def test_cross_entropy_ignores_invalid_examples(classes):
 # Weighted sum over named terms.
 
 
-def _loss_config(**fields):
-  return ml_collections.ConfigDict(
-    {
-      "terms": ("soft_dice", "cross_entropy"),
-      "weights": (2.0, 0.5),
-      "soft_dice": {"smooth": 0.5, "per_sample": True, "include_background": True},
-      "cross_entropy": {"label_smoothing": 0.0},
-      **fields,
-    }
-  )
+SEG_ROLE = losses.LossRole(outputs=("logits",))
+
+
+def _loss_config(**weights) -> ml_collections.ConfigDict:
+  weights = weights or {"soft_dice": 2.0, "cross_entropy": 0.5}
+  return losses.loss_section(SEG_ROLE, weights, {"soft_dice": {"smooth": 0.5, "per_sample": True}})
 
 
 def test_weighted_sum_applies_weights_and_hparams():
@@ -289,44 +285,97 @@ def test_weighted_sum_applies_weights_and_hparams():
   assert float(metrics["dice"]) == pytest.approx(1.0 - dice, rel=1e-5)
 
 
-def test_weighted_sum_without_hparams_uses_defaults():
+def test_section_lists_every_applicable_term_with_signature_defaults():
+  section = losses.loss_section(SEG_ROLE, {"soft_dice": 3.0})
+  # Every registered term that reads only `logits` is listed, switched off unless weighted.
+  assert set(section) == {"cross_entropy", "soft_dice"}
+  assert section.cross_entropy.to_dict() == {
+    "weight": 0.0,
+    "label_smoothing": 0.0,
+  }
+  assert section.soft_dice.to_dict() == {
+    "weight": 3.0,
+    "smooth": 1.0,
+    "per_sample": False,
+    "include_background": True,
+  }
   logits, labels = _random_case(11, classes=1)
-  config = ml_collections.ConfigDict({"terms": ("soft_dice",), "weights": (3.0,)})
   total, metrics = losses.weighted_sum(
-    config, outputs={"logits": jnp.asarray(logits)}, batch={"label": jnp.asarray(labels)}
+    section, outputs={"logits": jnp.asarray(logits)}, batch={"label": jnp.asarray(labels)}
   )
   assert float(total) == pytest.approx(3.0 * _np_dice_loss(logits, labels), rel=1e-5)
   assert set(metrics) == {"loss/soft_dice", "dice"}
+  # A per-pixel objective lists only terms with a per-pixel form (not Dice).
+  per_pixel = losses.loss_section(losses.LossRole(("logits",), per_pixel=True), {})
+  assert set(per_pixel) == {"cross_entropy"}
 
 
-def test_weighted_sum_unknown_loss_lists_known_names():
-  config = _loss_config(terms=("no_such_loss",), weights=(1.0,))
-  logits, labels = _random_case(12)
-  with pytest.raises(KeyError) as info:
-    losses.weighted_sum(
-      config, outputs={"logits": jnp.asarray(logits)}, batch={"label": jnp.asarray(labels)}
-    )
-  message = str(info.value)
-  assert "no_such_loss" in message
-  assert "soft_dice" in message and "cross_entropy" in message
+def test_per_pixel_reduction_is_the_same_function_unreduced():
+  logits, labels = _random_case(15, classes=3)
+  outputs, batch = {"logits": jnp.asarray(logits)}, {"label": jnp.asarray(labels)}
+  mean, _ = losses.weighted_sum(_loss_config(cross_entropy=2.0), outputs=outputs, batch=batch)
+  role = losses.LossRole(("logits",), per_pixel=True)
+  section = losses.loss_section(role, {"cross_entropy": 2.0})
+  pixels, metrics = losses.weighted_sum(section, outputs=outputs, batch=batch, per_pixel=True)
+  assert pixels.shape == labels.shape
+  np.testing.assert_allclose(float(jnp.mean(pixels)), float(mean), rtol=1e-6)
+  assert float(metrics["loss/cross_entropy"]) == pytest.approx(float(mean) / 2.0, rel=1e-6)
+
+
+def test_section_errors_name_the_term_and_what_it_accepts():
+  with pytest.raises(KeyError, match="no_such_loss.*cross_entropy"):
+    losses.loss_section(SEG_ROLE, {"no_such_loss": 1.0})
+  with pytest.raises(ValueError, match="does not apply"):
+    losses.loss_section(SEG_ROLE, {"query_distribution": 1.0})
+  with pytest.raises(ValueError, match="no hyperparameter.*smoothing"):
+    losses.loss_section(SEG_ROLE, {}, {"soft_dice": {"smoothing": 2.0}})
 
 
 @pytest.mark.parametrize(
-  "terms, weights",
-  [(("soft_dice", "cross_entropy"), (1.0,)), (("soft_dice",), (1.0, 2.0)), ((), ())],
+  "edit, message",
+  [
+    (lambda c: c.__setitem__("no_such_loss", {"weight": 1.0}), "unknown loss term"),
+    (lambda c: c.soft_dice.__setitem__("gamma", 2.0), "unknown hyperparameter"),
+    (lambda c: c.soft_dice.__delitem__("weight"), "with a 'weight'"),
+    (lambda c: [c[n].__setitem__("weight", 0.0) for n in c], "every term has weight 0"),
+    (lambda c: c.__setitem__("query_distribution", {"weight": 1.0}), "provides"),
+  ],
 )
-def test_weighted_sum_mismatched_terms_and_weights(terms, weights):
-  logits, labels = _random_case(13)
-  with pytest.raises(ValueError, match="terms"):
-    losses.weighted_sum(
-      _loss_config(terms=terms, weights=weights),
-      outputs={"logits": jnp.asarray(logits)},
-      batch={"label": jnp.asarray(labels)},
-    )
+def test_check_loss_config_fails_before_compilation(edit, message):
+  config = _loss_config()
+  with config.unlocked():
+    edit(config)
+  with pytest.raises(ValueError, match=message):
+    losses.check_loss_config(config, {"": SEG_ROLE})
+
+
+def test_check_loss_config_needs_one_section_per_role():
+  roles = {"train": SEG_ROLE, "meta": SEG_ROLE}
+  config = losses.roles_section(roles, {"train": {"cross_entropy": 1.0}, "meta": {"soft_dice": 1}})
+  losses.check_loss_config(config, roles)
+  with pytest.raises(ValueError, match="one section per objective"):
+    losses.check_loss_config(config.train, roles)
+
+
+def test_two_terms_reporting_the_same_metric_fail_at_trace_time():
+  def also_cross_entropy(*, outputs, batch):
+    del batch
+    value = jnp.mean(outputs["logits"])
+    return value, {"cross_entropy": value}
+
+  LOSSES.register("test_clashing_metric", losses.LossTerm(also_cross_entropy, ("logits",)))
+  try:
+    section = _loss_config(cross_entropy=1.0, test_clashing_metric=1.0)
+    logits, labels = _random_case(16)
+    step = jax.jit(lambda o, b: losses.weighted_sum(section, outputs=o, batch=b))
+    with pytest.raises(ValueError, match="cross_entropy.*already reports"):
+      step({"logits": jnp.asarray(logits)}, {"label": jnp.asarray(labels)})
+  finally:
+    LOSSES.unregister("test_clashing_metric")
 
 
 def test_fork_recipe_register_a_new_loss_and_select_it_by_config():
-  """DESIGN §2: a fork adds a loss to LOSSES and selects it with `config.loss.terms`."""
+  """The README's recipe: one function, one table line, config overrides only."""
 
   def mean_square_logit(*, outputs, batch, scale=1.0):
     del batch
@@ -335,34 +384,27 @@ def test_fork_recipe_register_a_new_loss_and_select_it_by_config():
 
   logits, labels = _random_case(14)
   outputs, batch = {"logits": jnp.asarray(logits)}, {"label": jnp.asarray(labels)}
-  config = scunet_config.get_config("smoke")
   assert "test_mean_square_logit" not in LOSSES
-  LOSSES.register("test_mean_square_logit", mean_square_logit)
+  LOSSES.register("test_mean_square_logit", losses.LossTerm(mean_square_logit, ("logits",)))
   try:
-    # Default terms first: the stock Dice loss.
+    config = scunet_config.get_config("smoke")
+    # The config lists the new term, off, with its default hyperparameters.
+    assert config.loss.test_mean_square_logit.to_dict() == {"weight": 0.0, "scale": 1.0}
     total, metrics = losses.weighted_sum(config.loss, outputs=outputs, batch=batch)
     assert float(total) == pytest.approx(_np_dice_loss(logits, labels), rel=1e-5)
-    # Swap the loss through the (locked) config only.
-    config.loss.terms = ("test_mean_square_logit",)
-    config.loss.weights = (0.5,)
+    # Switch it on and tune it through the (locked) config alone.
+    config.loss.test_mean_square_logit.weight = 0.5
+    config.loss.test_mean_square_logit.scale = 4.0
+    config.loss.soft_dice.weight = 0.0
     total, metrics = losses.weighted_sum(config.loss, outputs=outputs, batch=batch)
-    expected = 0.5 * float(np.mean(np.square(logits.astype(np.float64))))
+    expected = 0.5 * 4.0 * float(np.mean(np.square(logits.astype(np.float64))))
     assert float(total) == pytest.approx(expected, rel=1e-5)
     assert set(metrics) == {"loss/test_mean_square_logit", "mean_square_logit"}
-    # Its hyperparameters come from `config.loss.<name>`; combine with a stock term.
-    with config.unlocked():
-      config.loss.test_mean_square_logit = {"scale": 4.0}
-    config.loss.terms = ("test_mean_square_logit", "soft_dice")
-    config.loss.weights = (1.0, 1.0)
-    total, _ = losses.weighted_sum(config.loss, outputs=outputs, batch=batch)
-    assert float(total) == pytest.approx(
-      4 * expected / 0.5 + _np_dice_loss(logits, labels), rel=1e-5
-    )
     # Registering the same name twice is refused unless replacing.
     with pytest.raises(KeyError, match="already registered"):
-      LOSSES.register("test_mean_square_logit", mean_square_logit)
+      LOSSES.register("test_mean_square_logit", losses.LossTerm(mean_square_logit))
   finally:
     LOSSES.unregister("test_mean_square_logit")
   assert "test_mean_square_logit" not in LOSSES
-  with pytest.raises(KeyError):
-    losses.weighted_sum(config.loss, outputs=outputs, batch=batch)
+  with pytest.raises(ValueError, match="unknown loss term"):
+    losses.check_loss_config(config.loss, {"": SEG_ROLE})

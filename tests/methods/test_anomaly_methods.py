@@ -119,7 +119,7 @@ def test_tend_stage_transitions_copy_the_encoder_fix_the_centre_and_freeze_the_r
   )
   head_before = jax.device_get(state.params["classifier"]["features"])
   state, metrics = jax.jit(stages[1].train_step)(state, batch, setup.train_rng)
-  assert "loss/tend_margin" not in metrics  # BCE only during warm-up.
+  assert "loss/warmup/tend_margin" not in metrics  # BCE only during warm-up.
   jax.tree.map(
     np.testing.assert_array_equal,
     jax.device_get(state.params["classifier"]["encoder"]),
@@ -145,7 +145,7 @@ def test_tend_stage_transitions_copy_the_encoder_fix_the_centre_and_freeze_the_r
   expected = np.where(np.abs(mean) < 0.1, np.where(mean < 0, -0.1, 0.1), mean)
   np.testing.assert_allclose(state.extra["centre"], expected, rtol=1e-5, atol=1e-6)
   state, metrics = jax.jit(stages[3].train_step)(state, batch, setup.train_rng)
-  assert {"loss/classification_bce", "loss/tend_margin"} <= set(metrics)
+  assert {"loss/classifier/classification_bce", "loss/classifier/tend_margin"} <= set(metrics)
 
 
 def test_cvad_discriminator_stage_leaves_the_generator_unchanged():
@@ -162,7 +162,7 @@ def test_cvad_discriminator_stage_leaves_the_generator_unchanged():
     jax.device_get((state.params["generator"], state.model_state["generator"])),
     generator,
   )
-  assert np.isfinite(float(metrics["loss/discriminator_bce"]))
+  assert np.isfinite(float(metrics["loss/discriminator/discriminator_bce"]))
   outputs = jax.jit(setup.method.eval_step)(state, batch, setup.eval_rng)
   assert set(outputs) == {"cvae_loss", "reconstruction_error", "probability", "ood", "class_id"}
   assert all(v.shape == (batch["image"].shape[0],) for v in outputs.values())

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import maxquery as maxquery_config
+from mlsup_jax import losses
 from mlsup_jax.methods import METHODS
 from mlsup_jax.methods.maxquery import MAXQUERY_VARIANTS
 
@@ -61,10 +62,9 @@ def _init_shapes(method, config, batch, key):
 def test_noqd_differs_from_maxquery_only_in_the_qd_term(options):
   maxquery = maxquery_config.get_config(_arg("maxquery", options)).to_dict()
   noqd = maxquery_config.get_config(_arg("noqd", options)).to_dict()
-  assert "query_distribution" in maxquery["loss"]["terms"]
-  assert "query_distribution" not in noqd["loss"]["terms"]
-  for config in (maxquery, noqd):
-    del config["variant"], config["loss"]["terms"], config["loss"]["weights"]
+  assert maxquery["loss"]["query_distribution"]["weight"] == 1.0
+  assert noqd["loss"]["query_distribution"]["weight"] == 0.0
+  noqd["loss"]["query_distribution"]["weight"] = 1.0
   assert maxquery == noqd
 
 
@@ -88,14 +88,14 @@ def _traces_train_step(variant: str, options: str) -> bool:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_config_builds_and_method_traces(variant, options):
   config = maxquery_config.get_config(_arg(variant, options))
-  assert config.variant == variant
-  assert config.method == ("unet_segmentation" if variant == "unet" else "maxquery")
+  assert config.method == ("segmentation" if variant == "unet" else "maxquery")
   assert config.data.spatial_dims == (3 if "3d" in options else 2)
   assert config.data.train_source.spatial_dims == config.data.spatial_dims
   spatial = _spatial(config)
   b = config.data.batch_size
   # The U-Net needs every side to be a multiple of 2^(levels − 1).
-  factor = 2 ** (len(config.model.backbone_features) - 1)
+  features = config.model.features if variant == "unet" else config.model.backbone_features
+  factor = 2 ** (len(features) - 1)
   assert all(n % factor == 0 for n in spatial), (spatial, factor)
   if variant != "unet":
     assert len(config.model.blocks_per_scale) < len(config.model.backbone_features)
@@ -107,8 +107,8 @@ def test_config_builds_and_method_traces(variant, options):
   key = jax.random.key(0)
   state = _init_shapes(method, config, batch, key)
   assert state.step.shape == ()
-  if variant == "unet":
-    assert "batch_stats" not in state.model_state
+  if variant == "unet":  # Instance norm: no running statistics.
+    assert not jax.tree.leaves(state.model_state)
   else:
     assert "batch_stats" in state.model_state
     assert state.params["cluster_centres"].shape == (
@@ -136,7 +136,8 @@ def test_config_builds_and_method_traces(variant, options):
     assert new_state.step.shape == () and new_state.step.dtype == jnp.int32
     assert all(m.shape == () for m in jax.tree.leaves(metrics))
     assert metrics["loss"].dtype == jnp.float32
-    assert {f"loss/{t}" for t in config.loss.terms} <= set(metrics)
+    active = {name for name, _, _ in losses.active_terms(config.loss)}
+    assert {f"loss/{t}" for t in active} <= set(metrics)
     assert ("loss/query_distribution" in metrics) == (variant == "maxquery")
     assert ("loss/aux" in metrics) == (variant != "unet")
 
@@ -151,14 +152,17 @@ def test_calibration_source_only_for_unet(variant):
 
 
 def test_loss_terms_per_variant():
-  terms = {v: tuple(maxquery_config.get_config(_arg(v, "smoke")).loss.terms) for v in VARIANTS}
-  assert terms["maxquery"] == ("cross_entropy", "soft_dice", "query_distribution")
-  assert "query_distribution" not in terms["noqd"]
-  assert terms["noqd"] == terms["unet"] == ("cross_entropy", "soft_dice")
-  for variant in VARIANTS:
+  def active(variant):
     loss = maxquery_config.get_config(_arg(variant, "smoke")).loss
-    assert len(loss.weights) == len(loss.terms)
+    return tuple(name for name, _, _ in losses.active_terms(loss))
+
+  assert active("maxquery") == ("cross_entropy", "query_distribution", "soft_dice")
+  assert active("noqd") == active("unet") == ("cross_entropy", "soft_dice")
+  for variant in ("maxquery", "noqd"):
+    loss = maxquery_config.get_config(_arg(variant, "smoke")).loss
     assert tuple(loss.query_distribution.query_split) == (16, 4, 12)
+  # The U-Net has no mask logits, so its config does not list the QD term at all.
+  assert "query_distribution" not in maxquery_config.get_config(_arg("unet", "smoke")).loss
 
 
 def test_default_and_full_sizes_differ_from_smoke():

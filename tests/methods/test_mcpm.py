@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example
+from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example, pixel_cross_entropy
 
 from configs import mcpm as mcpm_config
 from mlsup_jax.core import mesh as mesh_lib
 from mlsup_jax.core import trainer
+from mlsup_jax.core.config_resolution import resolve_config
 from mlsup_jax.core.run_setup import RunSetup
 from mlsup_jax.data import pipeline
-from mlsup_jax.losses.pixel_maps import pixel_cross_entropy
 from mlsup_jax.methods.mcpm import McpmMethod
 from mlsup_jax.nn import MODELS
 from mlsup_jax.nn.meta import MetaMaskNet, MetaWeightNet
@@ -36,7 +38,7 @@ def _config(
   with config.unlocked():
     config.model.name = model
     config.model.num_classes = num_classes
-    config.model.backbone_features = backbone
+    config.model.features = backbone
     config.model.dtype = dtype
     config.meta.features = (3,)
     config.meta.update(meta)
@@ -95,8 +97,13 @@ def test_meta_gradient_matches_central_differences_in_float64(tiny_model, varian
     inner_lr = jnp.asarray(0.5, jnp.float64)  # A large α makes the meta-gradient large.
     rng = jax.random.key(1)
 
-    objective = jax.jit(lambda m: method.meta_objective(m, params, batch, inner_lr, rng)[0])
-    loss, grads = jax.jit(lambda m: method.meta_gradient(m, params, batch, inner_lr, rng))(meta)
+    model_state = state.model_state
+    objective = jax.jit(
+      lambda m: method.meta_objective(m, params, model_state, batch, inner_lr, rng)[0]
+    )
+    loss, grads = jax.jit(
+      lambda m: method.meta_gradient(m, params, model_state, batch, inner_lr, rng)
+    )(meta)
     assert loss.dtype == jnp.float64
     assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(grads))
     np.testing.assert_allclose(loss, objective(meta), rtol=1e-12)
@@ -111,7 +118,9 @@ def test_meta_gradient_matches_central_differences_in_float64(tiny_model, varian
       np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-12)
 
     # Without a virtual step the meta loss does not depend on Θ at all.
-    _, zero = method.meta_gradient(meta, params, batch, jnp.asarray(0.0, jnp.float64), rng)
+    _, zero = method.meta_gradient(
+      meta, params, model_state, batch, jnp.asarray(0.0, jnp.float64), rng
+    )
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(zero))
 
 
@@ -120,11 +129,14 @@ def test_real_step_gradient_treats_the_weights_as_constants(tiny_model):
   batch = _batch()
   state = jax.jit(method.init)(jax.random.key(0), batch)
   meta, rng = state.extra["meta_params"], jax.random.key(2)
-  grads = jax.grad(lambda p: method.weighted_loss(p, meta, batch, rng)[0])(state.params)
+  model_state = state.model_state
+  grads = jax.grad(lambda p: method.weighted_loss(p, meta, model_state, batch, rng)[0])(
+    state.params
+  )
 
   def loss_map(params):
     return pixel_cross_entropy(
-      logits=method.logits(params, batch["image"], rng), labels=batch["label"]
+      method.logits(params, model_state, batch["image"], rng)[0], batch["label"]
     )
 
   fixed = method.weights(meta, loss_map(state.params), batch["image"])  # Concrete numbers.
@@ -257,7 +269,9 @@ def test_meta_every_updates_the_meta_net_only_on_its_steps(tiny_model):
   # Step 1: the meta net is left alone; the real step uses the step-0 meta net.
   jax.tree.map(np.testing.assert_array_equal, a1.extra, a0.extra)
   meta = a0.extra["meta_params"]
-  grads = jax.grad(lambda p: every2.weighted_loss(p, meta, batch, jax.random.key(0))[0])(a0.params)
+  grads = jax.grad(
+    lambda p: every2.weighted_loss(p, meta, a0.model_state, batch, jax.random.key(0))[0]
+  )(a0.params)
   expected = a0.apply_gradients(grads=grads, optimizer=every2.optimizer)
   assert_trees_close(a1.params, expected.params)
   # Step 2: a meta update again.
@@ -275,8 +289,8 @@ def test_unet_variant_is_plain_cross_entropy_training(tiny_model):
   assert "meta_loss" not in metrics
 
   def mean_ce(p):
-    logits = method.logits(p, batch["image"], jax.random.key(0))
-    return jnp.mean(pixel_cross_entropy(logits=logits, labels=batch["label"]))
+    logits, _ = method.logits(p, state.model_state, batch["image"], jax.random.key(0))
+    return jnp.mean(pixel_cross_entropy(logits, batch["label"]))
 
   expected = state.apply_gradients(
     grads=jax.grad(mean_ce)(state.params), optimizer=method.optimizer
@@ -387,3 +401,23 @@ def test_smoke_config_trains_and_evaluates(tmp_path):
   assert {"dice", "iou", "miou", "hd95", "asd", "dice/liver"} <= set(results)
   assert 0.0 <= results["dice"] <= 1.0 and 0.0 <= results["miou"] <= 1.0
   assert (tmp_path / "eval_results.json").exists()
+
+
+@pytest.mark.slow
+def test_mcpm_trains_another_registered_network_by_a_config_line(tmp_path):
+  """Swapping the backbone is `config.model.name`: MCPM on SCU-Net (BatchNorm) end to end.
+
+  As on the command line (`--config.model.name=scunet`), the U-Net's fields SCU-Net does not
+  take (`features`) are dropped and the shared ones (`num_classes`, `dropout_rate`, `dtype`)
+  kept.
+  """
+  config = mcpm_config.get_config("smoke")
+  config.model.name = "scunet"
+  config = resolve_config(config, {"model.name"})
+  assert set(config.model) == {"name", "num_classes", "dropout_rate", "dtype"}
+  results = trainer.train_and_evaluate(config, str(tmp_path))
+  assert 0.0 <= results["dice"] <= 1.0
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["model"]["name"] == "scunet"
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert any("train/meta_loss" in row for row in rows)

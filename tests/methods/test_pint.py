@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
-from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example
+from tiny_segmentation import TinySegNet, assert_trees_close, noisy_example, pixel_cross_entropy
 
 from configs import pint as pint_config
 from mlsup_jax.core import mesh as mesh_lib
@@ -20,7 +20,6 @@ from mlsup_jax.core import teacher, trainer
 from mlsup_jax.core.run_setup import RunSetup
 from mlsup_jax.data import pipeline
 from mlsup_jax.losses.consistency import class_probabilities, probability_mse
-from mlsup_jax.losses.pixel_maps import pixel_cross_entropy
 from mlsup_jax.methods import METHODS
 from mlsup_jax.methods.pint import PintMethod
 from mlsup_jax.nn import MODELS
@@ -40,8 +39,8 @@ class LabelEchoNet(TinySegNet):
   """
 
   @nn.compact
-  def __call__(self, x, *, deterministic: bool = True):
-    del deterministic
+  def __call__(self, x, *, train: bool):
+    del train
     echo = 5.0 * jax.nn.one_hot(jnp.round(x[..., 0]).astype(jnp.int32), self.num_classes)
     conv = nn.Conv(
       self.num_classes, (1,) * self.spatial_dims, kernel_init=nn.initializers.normal(0.01)
@@ -65,7 +64,7 @@ def _config(variant="pint", model="test_pint_tiny", backbone=(4,), num_classes=N
   with config.unlocked():
     config.model.name = model
     config.model.num_classes = num_classes
-    config.model.backbone_features = backbone
+    config.model.features = backbone
     # UA-MT's binary schedule (0.75 → 1) · ln 2, which the expected weights below are written for.
     config.pint.update({"threshold_scale": LN2, "threshold_end": 1.0, **pint})
   return config
@@ -187,12 +186,14 @@ def test_teacher_mean_and_uncertainty_of_the_method_against_numpy():
   batch = _batch(size=6, batch=2)
   state = method.init(jax.random.key(0), batch)
   params, rng = state.extra["teacher_params"], jax.random.key(4)
-  mean, u = jax.jit(method.teacher_predictions)(params, batch["image"], rng)
+  mean, u = jax.jit(method.teacher_predictions)(params, state.model_state, batch["image"], rng)
   # The perturbed inputs: the same passes with an identity network.
   inputs = uncertainty.perturbed_predictions(
     lambda x, key: x, jnp.asarray(batch["image"]), rng, num_passes=3, noise_std=0.1, noise_clip=0.2
   )
-  logits = np.stack([np.asarray(method.model.apply({"params": params}, x)) for x in inputs])
+  logits = np.stack(
+    [np.asarray(method.model.apply({"params": params}, x, train=False)) for x in inputs]
+  )
   probs = np.exp(logits - logits.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
   expected_mean = probs.mean(0)
@@ -206,14 +207,12 @@ def test_consistency_loss_by_hand():
   # Softmax of [0, ln 3] is [1/4, 3/4]; target [0, 1]: (1/4)² + (1/4)² = 0.125.
   logits = jnp.asarray([[[0.0, math.log(3.0)]]])
   np.testing.assert_allclose(
-    probability_mse(logits=logits, target_probs=jnp.asarray([[[0.0, 1.0]]])), [[0.125]], rtol=1e-6
+    probability_mse(logits, jnp.asarray([[[0.0, 1.0]]])), [[0.125]], rtol=1e-6
   )
   # One sigmoid channel is read as two classes: σ(0) = 1/2 vs [1, 0] → 0.25 + 0.25.
   one = jnp.zeros((1, 1, 1))
   np.testing.assert_allclose(class_probabilities(one), [[[0.5, 0.5]]])
-  np.testing.assert_allclose(
-    probability_mse(logits=one, target_probs=jnp.asarray([[[1.0, 0.0]]])), [[0.5]], rtol=1e-6
-  )
+  np.testing.assert_allclose(probability_mse(one, jnp.asarray([[[1.0, 0.0]]])), [[0.5]], rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +308,7 @@ def _plain_ce_step(method, state, batch, rng):
   def mean_ce(p):
     return jnp.mean(
       pixel_cross_entropy(
-        logits=method.logits(p, batch["image"], student_rng), labels=batch["label"]
+        method.logits(p, state.model_state, batch["image"], student_rng)[0], batch["label"]
       )
     )
 
@@ -361,12 +360,16 @@ def test_loss_is_the_weighted_sum_of_the_two_pixel_losses():
   batch = _batch(batch=2)
   state = method.init(jax.random.key(0), batch)
   rng = jax.random.key(7)
-  target, _ = method.teacher_predictions(state.params, batch["image"], jax.random.key(8))
+  model_state = state.model_state
+  target, _ = method.teacher_predictions(
+    state.params, model_state, batch["image"], jax.random.key(8)
+  )
   weights = jnp.asarray(np.random.default_rng(0).uniform(size=batch["label"].shape), jnp.float32)
-  loss, (seg, pse) = method.loss(state.params, batch, target, weights, rng)
-  logits = method.logits(state.params, batch["image"], rng)
-  np.testing.assert_allclose(seg, pixel_cross_entropy(logits=logits, labels=batch["label"]), 1e-6)
-  np.testing.assert_allclose(pse, probability_mse(logits=logits, target_probs=target), 1e-6)
+  loss, (seg, pse, metrics, _) = method.loss(state.params, model_state, batch, target, weights, rng)
+  logits, _ = method.logits(state.params, model_state, batch["image"], rng)
+  np.testing.assert_allclose(seg, pixel_cross_entropy(logits, batch["label"]), 1e-6)
+  np.testing.assert_allclose(pse, probability_mse(logits, target), 1e-6)
+  assert {"loss/supervised/cross_entropy", "loss/pseudo_label/pseudo_label_mse"} <= set(metrics)
   np.testing.assert_allclose(loss, jnp.mean(weights * seg + (1 - weights) * pse), rtol=1e-6)
 
 
@@ -381,7 +384,7 @@ def test_eval_can_use_the_teacher():
     with_teacher.eval.use_teacher = True
   for method, params in ((student, state.params), (PintMethod(with_teacher), other)):
     out = method.eval_step(state, batch, jax.random.key(0))
-    expected = jnp.argmax(method.model.apply({"params": params}, batch["image"]), -1)
+    expected = jnp.argmax(method.model.apply({"params": params}, batch["image"], train=False), -1)
     np.testing.assert_array_equal(out["pred"], expected)
 
 

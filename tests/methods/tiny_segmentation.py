@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlsup_jax.losses.segmentation import cross_entropy
+
 
 class TinySegNet(nn.Module):
   """A smooth two-layer per-pixel classifier (conv 3×3 → tanh → conv 1×1) with UNet's signature.
@@ -27,8 +29,8 @@ class TinySegNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, deterministic: bool = True):
-    del deterministic
+  def __call__(self, x, *, train: bool):
+    del train
     x = jnp.tanh(nn.Conv(self.features[0], (3,) * self.spatial_dims, dtype=self.dtype)(x))
     return nn.Conv(self.num_classes, (1,) * self.spatial_dims, dtype=self.dtype)(x)
 
@@ -45,3 +47,8 @@ def noisy_example(
 def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
   """Leaf-wise `np.testing.assert_allclose` over two pytrees of the same structure."""
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+
+
+def pixel_cross_entropy(logits, labels):
+  """Per-pixel cross-entropy `[B, *S]` (the `reduction="none"` form of the library's term)."""
+  return cross_entropy(outputs={"logits": logits}, batch={"label": labels}, reduction="none")[0]

@@ -156,12 +156,13 @@ def test_empty_mask_conventions():
     "f1": 1.0,
     "accuracy": 1.0,
     "hd95": 0.0,
+    "hd": 0.0,
     "asd": 0.0,
   }
   for pred, target in ((empty, full), (full, empty)):
     r = seg.segmentation_report(pred, target, spacing=(1.0, 2.0))
     assert r["dice"] == r["iou"] == r["f1"] == r["precision"] == r["recall"] == 0.0
-    assert r["hd95"] == r["asd"] == float("inf")
+    assert r["hd95"] == r["hd"] == r["asd"] == float("inf")
     assert r["accuracy"] == pytest.approx(14 / 20)
     assert not any(np.isnan(v) for v in r.values())
 
@@ -169,10 +170,11 @@ def test_empty_mask_conventions():
 def test_segmentation_report_3d_matches_functions():
   pred, target = _random_pair(np.random.default_rng(5), (5, 6, 7))
   r = seg.segmentation_report(pred, target, spacing=(2.0, 1.0, 1.0))
-  assert set(r) == {"dice", "iou", "precision", "recall", "f1", "accuracy", "hd95", "asd"}
+  assert set(r) == {"dice", "iou", "precision", "recall", "f1", "accuracy", "hd95", "hd", "asd"}
   assert r["dice"] == seg.dice(pred, target)
   assert r["hd95"] == seg.hd95(pred, target, (2.0, 1.0, 1.0))
   assert r["asd"] == seg.asd(pred, target, (2.0, 1.0, 1.0))
+  assert r["hd"] == seg.hausdorff(pred, target, (2.0, 1.0, 1.0))
 
 
 def test_per_class_dice():

@@ -76,18 +76,20 @@ def test_unet_backbone_and_classifier_shapes(spatial, expected):
   dims = len(spatial)
   x = jnp.zeros((2, *spatial, 2))
   backbone = UNetBackbone(features=(4, 8, 16), spatial_dims=dims)
-  outputs, _ = jax.eval_shape(lambda: backbone.init_with_output(jax.random.key(0), x))
+  outputs, _ = jax.eval_shape(lambda: backbone.init_with_output(jax.random.key(0), x, train=False))
   # Coarsest first: the bottleneck, then every decoder level up to full resolution.
   assert [o.shape for o in outputs] == [
     (2, *s, c) for s, c in zip(expected, (16, 8, 4), strict=True)
   ]
   unet = UNet(num_classes=3, features=(4, 8, 16), spatial_dims=dims)
-  logits, _ = jax.eval_shape(lambda: unet.init_with_output(jax.random.key(0), x))
+  logits, _ = jax.eval_shape(lambda: unet.init_with_output(jax.random.key(0), x, train=False))
   assert logits.shape == (2, *spatial, 3)
   assert logits.dtype == jnp.float32
   # bf16 compute still returns float32 logits and float32 parameters.
   unet16 = UNet(num_classes=3, features=(4, 8, 16), spatial_dims=dims, dtype=jnp.bfloat16)
-  logits, variables = jax.eval_shape(lambda: unet16.init_with_output(jax.random.key(0), x))
+  logits, variables = jax.eval_shape(
+    lambda: unet16.init_with_output(jax.random.key(0), x, train=False)
+  )
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
   assert logits.dtype == jnp.float32
 
@@ -106,7 +108,7 @@ def test_unet_backbone_and_classifier_shapes(spatial, expected):
 def test_unet_rejects_bad_inputs(spatial_dims, shape, match):
   model = UNet(num_classes=2, features=(4, 8, 16), spatial_dims=spatial_dims)
   with pytest.raises(ValueError, match=match):
-    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
 
 
 def test_unet_examples_are_independent_and_dropout_is_stochastic():
@@ -116,11 +118,9 @@ def test_unet_examples_are_independent_and_dropout_is_stochastic():
   x = rng.normal(size=(3, 8, 8, 1)).astype(np.float32)
   mixed = x.copy()
   mixed[1:] = rng.normal(size=(2, 8, 8, 1)) * 5.0 + 3.0
-  variables = _random_variables(model, rng, x)
-  apply = jax.jit(model.apply)
-  apply_dropout = jax.jit(
-    lambda v, x, key: model.apply(v, x, deterministic=False, rngs={"dropout": key})
-  )
+  variables = _random_variables(model, rng, x, train=False)
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  apply_dropout = jax.jit(lambda v, x, key: model.apply(v, x, train=True, rngs={"dropout": key}))
   det, det_mixed = np.asarray(apply(variables, x)), np.asarray(apply(variables, mixed))
   np.testing.assert_allclose(det[0], det_mixed[0], rtol=1e-5, atol=1e-5)
   assert not np.allclose(det[1], det_mixed[1])
