@@ -1,6 +1,7 @@
 """Flags and start-up shared by every launch script."""
 
 import os
+from collections.abc import Sequence
 
 from absl import flags
 from ml_collections import config_flags
@@ -31,6 +32,35 @@ def define_config_flag(name: str = "config"):
   )
   flags.mark_flags_as_required([name])
   return flag
+
+
+def load_config(args: Sequence[str], name: str = "config"):
+  """The resolved config a launch script gets from `args` (its command-line arguments).
+
+  The same parser, options and resolution as `define_config_flag` + `config_value`, on a
+  private flag registry, so a notebook or a test can see exactly what a command line gives.
+
+  Example:
+    >>> from launch.common import load_config
+    >>> config = load_config(["--config=configs/scunet.py:smoke",
+    ...                       "--config.optimizer.learning_rate=1e-4"])
+    >>> config.optimizer.learning_rate
+    0.0001
+  """
+  argv = ["launch", *args]
+  flag_values = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file(
+    name,
+    None,
+    "Method config file.",
+    flag_values=flag_values,
+    lock_config=False,
+    accept_new_attributes=True,
+    sys_argv=argv,
+  )
+  flag_values(argv)
+  overrides = config_flags.get_override_values(flag_values[name])
+  return resolve_config(holder.value, overrides)
 
 
 def config_value(flag):

@@ -3,17 +3,41 @@
 A checkpoint is written only for a finite state, so after a NaN/Inf the newest checkpoint on
 disk is always the last good one. Saving is asynchronous (orbax copies device arrays to host
 before `save` returns, then writes in the background), so the step loop keeps running.
+
+Orbax reports every save step by step at INFO level (about two thirds of a smoke run's log);
+those lines are dropped unless `MLSUP_JAX_ORBAX_LOGS=1`. Its warnings and errors always show.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
+
+
+class _QuietOrbax(logging.Filter):
+  """Drops orbax's records below WARNING (absl routes every library's logs to one logger)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+    return not from_orbax or record.levelno >= logging.WARNING
+
+
+_QUIET_ORBAX = _QuietOrbax()
+
+
+def quiet_orbax_logs() -> None:
+  """Hides orbax's INFO lines (idempotent); `MLSUP_JAX_ORBAX_LOGS=1` keeps them."""
+  if os.environ.get("MLSUP_JAX_ORBAX_LOGS", "") == "1":
+    return
+  logger = logging.getLogger("absl")
+  if _QUIET_ORBAX not in logger.filters:
+    logger.addFilter(_QUIET_ORBAX)
 
 
 @jax.jit
@@ -35,6 +59,7 @@ class Checkpointer:
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, max_to_keep: int = 3):
+    quiet_orbax_logs()
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._config_json = json.loads(config.to_json_best_effort())
     if jax.process_index() == 0:

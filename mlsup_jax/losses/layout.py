@@ -288,7 +288,7 @@ def weighted_sum(
   outputs: dict,
   batch: dict,
   per_pixel: bool = False,
-  prefix: str = "loss/",
+  role: str = "",
 ):
   """`Σ weight · term(outputs, batch, **hparams)` over the active terms of one role's section.
 
@@ -297,7 +297,9 @@ def weighted_sum(
     outputs: what the model produced (the role's outputs).
     batch: the role's batch.
     per_pixel: call the terms with `reduction="none"` and sum their `[B, *S]` maps.
-    prefix: metric names are `<prefix><term>` (the term's mean value) plus the terms' own metrics.
+    role: the objective's name in `config.loss` ("" for a single objective). Metrics are
+      `loss/<term>` (the term's mean value) plus the terms' own metrics; for a named role
+      `loss/<role>/<term>` and `<role>/<metric>`, so two objectives never clash.
 
   Returns:
     `(total, metrics)`: a scalar (or the `[B, *S]` map when `per_pixel`) and scalar metrics.
@@ -319,6 +321,7 @@ def weighted_sum(
   table = _losses()
   total = jnp.zeros((), jnp.float32)
   metrics: dict = {}
+  prefix, own = (f"loss/{role}/", f"{role}/") if role else ("loss/", "")
   for name, weight, hparams in active_terms(section):
     term = table.get(name)
     missing = [k for k in term.outputs if k not in outputs]
@@ -332,7 +335,7 @@ def weighted_sum(
     value, term_metrics = term.function()(outputs=outputs, batch=batch, **hparams)
     total = total + weight * value
     merge_metrics(metrics, {f"{prefix}{name}": jnp.mean(value)}, f"Loss {name!r}")
-    merge_metrics(metrics, term_metrics, f"Loss {name!r}")
+    merge_metrics(metrics, {own + k: v for k, v in term_metrics.items()}, f"Loss {name!r}")
   return total, metrics
 
 

@@ -127,7 +127,7 @@ class CvadMethod:
     def loss_fn(gen_params):
       outputs, updates = self._generate(state, gen_params, batch["image"], rng, train=True)
       loss, metrics = losses.weighted_sum(
-        self.config.loss.cvae, outputs=outputs, batch=batch, prefix="loss/cvae/"
+        self.config.loss.cvae, outputs=outputs, batch=batch, role="cvae"
       )
       return loss, (updates, metrics)
 
@@ -164,7 +164,7 @@ class CvadMethod:
         )
         outputs = {"real_logit": logits[:b], "fake_logit": logits[b:]}
         loss, metrics = losses.weighted_sum(
-          self.config.loss.discriminator, outputs=outputs, batch=batch, prefix="loss/discriminator/"
+          self.config.loss.discriminator, outputs=outputs, batch=batch, role="discriminator"
         )
         return loss, (updates, metrics)
 

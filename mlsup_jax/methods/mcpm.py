@@ -45,8 +45,8 @@ default); a BatchNorm network's statistics are updated by the real step only. Da
 meta examples arrive as `batch["meta"]`, from the stream `config.data.streams.meta` (its own
 source, batch size and transforms; `data/pipeline.py`); typically both streams are roles of one
 `noisy_labels` source (`data/sources/corruption.py`), which keeps them disjoint.
-Carried state: `extra = {meta_params, meta_opt_state, meta_loss}` (the last meta loss, logged
-between meta updates).
+Carried state: `extra = {meta_params, meta_opt_state, meta_loss, meta_metrics}` (the last meta
+loss and the meta objective's metrics, logged between meta updates).
 
 Evaluation (clean labels): per foreground class, the mean over cases of Dice, IoU, HD95, HD and
 ASD (`metrics/segmentation.multiclass_report`; cases where the class is absent from both
@@ -130,10 +130,21 @@ class McpmMethod:
     if self.meta_model is not None:
       loss_map = jnp.zeros(image.shape[:-1], jnp.float32)
       meta_params = self.meta_model.init(meta_rng, *self._meta_inputs(loss_map, image))["params"]
+      # The meta objective's metrics (their names depend on the configured terms), zeroed.
+      _, meta_metrics = jax.eval_shape(
+        self.meta_objective,
+        meta_params,
+        params,
+        model_state,
+        example_batch,
+        jnp.zeros((), jnp.float32),
+        meta_rng,
+      )
       extra = {
         "meta_params": meta_params,
         "meta_opt_state": self.meta_optimizer.init(meta_params),
         "meta_loss": jnp.zeros((), jnp.float32),
+        "meta_metrics": jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), meta_metrics),
       }
     return TrainState.create(
       params=params, optimizer=self.optimizer, model_state=model_state, extra=extra
@@ -176,7 +187,7 @@ class McpmMethod:
       outputs={"logits": logits},
       batch=batch,
       per_pixel=True,
-      prefix="loss/train/",
+      role="train",
     )
     return loss_map, metrics, model_state
 
@@ -210,17 +221,17 @@ class McpmMethod:
     meta_batch = batch[META_STREAM]
     logits, _ = self.logits(new_params, model_state, meta_batch["image"], meta_rng)
     return losses.weighted_sum(
-      self.config.loss.meta, outputs={"logits": logits}, batch=meta_batch, prefix="loss/meta/"
+      self.config.loss.meta, outputs={"logits": logits}, batch=meta_batch, role="meta"
     )
 
   def meta_gradient(
     self, meta_params, params, model_state, batch: dict, inner_lr: jax.Array, rng: jax.Array
   ):
-    """`(meta loss, ∇_Θ meta loss)`: one `jax.grad` through the virtual step."""
-    (loss, _), grads = jax.value_and_grad(self.meta_objective, has_aux=True)(
+    """`(meta loss, its metrics, ∇_Θ meta loss)`: one `jax.grad` through the virtual step."""
+    (loss, metrics), grads = jax.value_and_grad(self.meta_objective, has_aux=True)(
       meta_params, params, model_state, batch, inner_lr, rng
     )
-    return loss, grads
+    return loss, metrics, grads
 
   def inner_lr(self, step: jax.Array) -> jax.Array:
     """α: `config.meta.inner_lr`, or the optimizer's current learning rate when it is 0."""
@@ -231,9 +242,9 @@ class McpmMethod:
   # ----------------------------------------------------------------------------------- steps
 
   def meta_update(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
-    """Step 2: the new `extra` (meta params, meta optimizer state, meta loss)."""
+    """Step 2: the new `extra` (meta params, meta optimizer state, meta loss and metrics)."""
     extra = state.extra
-    loss, grads = self.meta_gradient(
+    loss, metrics, grads = self.meta_gradient(
       extra["meta_params"],
       state.params,
       state.model_state,
@@ -248,6 +259,7 @@ class McpmMethod:
       "meta_params": optax.apply_updates(extra["meta_params"], updates),
       "meta_opt_state": opt_state,
       "meta_loss": loss.astype(extra["meta_loss"].dtype),
+      "meta_metrics": metrics,
     }
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
@@ -265,6 +277,7 @@ class McpmMethod:
           lambda: state.extra,
         )
       metrics["meta_loss"] = extra["meta_loss"]
+      losses.merge_metrics(metrics, extra["meta_metrics"], "config.loss.meta")
     meta_params = extra.get("meta_params")
     (loss, (loss_map, weights, loss_metrics, model_state)), grads = jax.value_and_grad(
       self.weighted_loss, has_aux=True

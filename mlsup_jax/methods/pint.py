@@ -222,7 +222,7 @@ class PintMethod:
       outputs={"logits": logits},
       batch=batch,
       per_pixel=True,
-      prefix="loss/supervised/",
+      role="supervised",
     )
     if target is None:
       return weighted_pixel_mean(seg, weights), (seg, None, metrics, model_state)
@@ -231,7 +231,7 @@ class PintMethod:
       outputs={"logits": logits, "target_probs": target},
       batch=batch,
       per_pixel=True,
-      prefix="loss/pseudo_label/",
+      role="pseudo_label",
     )
     losses.merge_metrics(metrics, pse_metrics, "config.loss.pseudo_label")
     loss = weighted_pixel_mean(seg, weights) + weighted_pixel_mean(pse, 1.0 - weights)

@@ -184,7 +184,7 @@ class TendMethod:
     def loss_fn(ae_params):
       outputs, updates = self._apply("autoencoder", state, ae_params, batch["image"], True)
       loss, metrics = losses.weighted_sum(
-        self.config.loss.autoencoder, outputs=outputs, batch=batch, prefix="loss/autoencoder/"
+        self.config.loss.autoencoder, outputs=outputs, batch=batch, role="autoencoder"
       )
       return loss, (updates, metrics)
 
@@ -209,9 +209,7 @@ class TendMethod:
       def loss_fn(cls_params):
         outputs, updates = self._apply("classifier", state, cls_params, mixed["image"], True)
         outputs = {**outputs, "centre": state.extra["centre"]}
-        loss, metrics = losses.weighted_sum(
-          loss_config, outputs=outputs, batch=mixed, prefix=f"loss/{role}/"
-        )
+        loss, metrics = losses.weighted_sum(loss_config, outputs=outputs, batch=mixed, role=role)
         return loss, (updates, metrics)
 
       params = state.params

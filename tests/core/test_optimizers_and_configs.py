@@ -11,10 +11,10 @@ import pytest
 
 from configs import scunet as scunet_config
 from configs.sections import common
+from mlsup_jax import losses
 from mlsup_jax.core.optimizers import build_optimizer, learning_rate_schedule
 from mlsup_jax.data.augmentation.transforms import TRANSFORMS
 from mlsup_jax.data.sources import DATASETS
-from mlsup_jax import losses
 from mlsup_jax.losses import LOSSES
 from mlsup_jax.methods import METHODS
 from mlsup_jax.nn import MODELS
