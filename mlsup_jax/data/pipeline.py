@@ -20,6 +20,9 @@ batches are zipped by position: batch n of the main stream carries batch n of ev
 position, so the checkpointed iterator state (the main stream's) resumes every stream at the
 very next batch.
 
+A named stream with `require_label=False` is unlabelled: labels its source happens to have are
+dropped (said once in the log), so they can neither leak into training nor fail validation.
+
 **Views** are photometric: `views.<view> = (transforms…)` runs those transforms on a copy of the
 (transformed) example with its own random draws and keeps only the result's image, as
 `image_<view>`, which is pixel-aligned with `image` (a view may not change the image's shape).
@@ -39,6 +42,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from mlsup_jax.data.augmentation.transforms import TRANSFORMS
 from mlsup_jax.data.sources import build_source
@@ -93,6 +97,24 @@ def stream_specs(data_config: ml_collections.ConfigDict) -> list[StreamSpec]:
       )
     )
   return specs
+
+
+_DROPPED_LABELS_LOGGED: set[str] = set()
+
+
+@dataclasses.dataclass(frozen=True)
+class _DropLabel(grain.transforms.Map):
+  """An unlabelled stream's examples without `label` (logged once per stream)."""
+
+  where: str
+
+  def map(self, example):
+    if "label" not in example:
+      return example
+    if self.where not in _DROPPED_LABELS_LOGGED:
+      _DROPPED_LABELS_LOGGED.add(self.where)
+      logging.info("%s is unlabelled (require_label=False): its labels are ignored.", self.where)
+    return {k: v for k, v in example.items() if k != "label"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +201,9 @@ def _with_views(dataset, views: Mapping, data_config, seed: int, where: str):
   return dataset
 
 
-def _validated(source, where: str, data_config, require_label: bool) -> grain.MapDataset:
-  dataset = grain.MapDataset.source(source)
+def _validated(dataset, where: str, data_config, require_label: bool) -> grain.MapDataset:
+  if not isinstance(dataset, grain.MapDataset):
+    dataset = grain.MapDataset.source(dataset)
   # Each process reads only its own slice (multi-host input sharding).
   dataset = dataset[jax.process_index() :: jax.process_count()]
   return dataset.map(
@@ -196,9 +219,11 @@ def _validated(source, where: str, data_config, require_label: bool) -> grain.Ma
 def _stream_batches(spec: StreamSpec, data_config, seed: int) -> grain.MapDataset:
   """Validated, shuffled (`seed`), endlessly repeated, augmented (`seed + 1`), viewed, batched."""
   source = build_source(spec.source)
-  dataset = _validated(
-    source, f"{spec.where} ({spec.source['name']!r})", data_config, spec.require_label
-  )
+  where = f"{spec.where} ({spec.source['name']!r})"
+  dataset = grain.MapDataset.source(source)
+  if spec.name != MAIN_STREAM and not spec.require_label:
+    dataset = dataset.map(_DropLabel(where))
+  dataset = _validated(dataset, where, data_config, spec.require_label)
   dataset = dataset.shuffle(seed=seed).repeat(None)
   dataset = _transformed(dataset, spec.transforms, data_config, seed + 1)
   dataset = _with_views(dataset, spec.views, data_config, seed, spec.where)

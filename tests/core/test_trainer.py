@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from one_device_run import one_device_env
 
 from configs import maxquery as maxquery_config
 from configs import scunet as scunet_config
@@ -31,14 +32,8 @@ def _params_at(workdir, step):
     return checkpointer.restore(path)
 
 
-def _launch(script, workdir, *overrides):
-  return [
-    sys.executable,
-    script,
-    "--config=configs/scunet.py:smoke",
-    f"--workdir={workdir}",
-    *overrides,
-  ]
+def _launch(script, workdir, *overrides, config="configs/scunet.py:smoke"):
+  return [sys.executable, script, f"--config={config}", f"--workdir={workdir}", *overrides]
 
 
 @pytest.mark.slow
@@ -120,14 +115,33 @@ def test_sharded_step_matches_single_device(devices, config_name, optimizer):
 
 
 @pytest.mark.slow
-def test_sigkill_then_same_command_reproduces_uninterrupted_run(tmp_path):
-  env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=REPO)
-  script = os.path.join(REPO, "tests", "core", "slow_save_launch.py")
+@pytest.mark.parametrize(
+  "script, config, one_device",
+  [
+    ("slow_save_launch.py", "configs/scunet.py:smoke", False),
+    # A labelled stream of 2 and an unlabelled one of 6 with a strong view, and an EMA teacher.
+    ("two_stream_launch.py", "tests/core/two_stream_config.py", True),
+  ],
+  ids=["scunet", "two_streams"],
+)
+def test_sigkill_then_same_command_reproduces_uninterrupted_run(
+  tmp_path, script, config, one_device
+):
+  env = one_device_env() if one_device else dict(os.environ)
+  env.update(PYTHONUNBUFFERED="1", PYTHONPATH=REPO)
+  script = os.path.join(REPO, "tests", "core", script)
   reference, killed = tmp_path / "reference", tmp_path / "killed"
-  subprocess.run(_launch(script, reference), cwd=REPO, env=env, check=True, capture_output=True)
+  run = subprocess.run(
+    _launch(script, reference, config=config), cwd=REPO, env=env, capture_output=True, text=True
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
 
   process = subprocess.Popen(
-    _launch(script, killed), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    _launch(script, killed, config=config),
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
   )
   first_checkpoint = killed / "checkpoints" / "8"
   deadline = time.time() + 300
@@ -140,7 +154,7 @@ def test_sigkill_then_same_command_reproduces_uninterrupted_run(tmp_path):
   assert not (killed / "checkpoints" / "24").exists()
 
   resumed = subprocess.run(
-    _launch(script, killed), cwd=REPO, env=env, capture_output=True, text=True
+    _launch(script, killed, config=config), cwd=REPO, env=env, capture_output=True, text=True
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "Resumed from step" in resumed.stderr
@@ -148,6 +162,15 @@ def test_sigkill_then_same_command_reproduces_uninterrupted_run(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, expected, actual)
   ref_eval = json.loads((reference / "eval_results.json").read_text())
   assert json.loads((killed / "eval_results.json").read_text()) == ref_eval
+
+  # The logged metrics after the resume are the uninterrupted run's, step for step.
+  def rows(workdir):
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r for r in map(json.loads, lines) if "train/loss" in r}
+
+  reference_rows, resumed_rows = rows(reference), rows(killed)
+  for step in (12, 16, 20, 24):
+    assert resumed_rows[step] == reference_rows[step], step
 
 
 def _nan_loss(*, outputs, batch):
@@ -163,11 +186,12 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
     config.train.num_steps = 8
   trainer.train_and_evaluate(config, str(tmp_path))  # A good checkpoint at step 8.
 
-  losses.LOSSES.register("test_nan", _nan_loss)
+  losses.LOSSES.register("test_nan", losses.LossTerm(_nan_loss, ("logits",)))
   try:
-    with config.unlocked():
-      config.train.num_steps = 24
-      config.loss.terms = ("test_nan",)
+    config = scunet_config.get_config("smoke")  # Now lists the new term.
+    config.train.num_steps = 24
+    config.loss.soft_dice.weight = 0.0
+    config.loss.test_nan.weight = 1.0
     with pytest.raises(FloatingPointError, match=r"last good checkpoint is step 8"):
       trainer.train_and_evaluate(config, str(tmp_path))
   finally:

@@ -18,9 +18,15 @@ class IndexedSource:
   """`num_examples` examples whose `index` key tells them apart (offset by `start`)."""
 
   def __init__(
-    self, num_examples: int = 10, start: int = 0, nan: bool = False, labelled: bool = True
+    self,
+    num_examples: int = 10,
+    start: int = 0,
+    nan: bool = False,
+    labelled: bool = True,
+    label_offset: int = 0,
   ):
     self.num_examples, self.start, self.nan, self.labelled = num_examples, start, nan, labelled
+    self.label_offset = label_offset
 
   def __len__(self):
     return self.num_examples
@@ -30,6 +36,7 @@ class IndexedSource:
     image = np.full((SIZE, SIZE, 1), np.nan if self.nan else value / 100.0, np.float32)
     label = np.zeros((SIZE, SIZE), np.int32)
     label[: value % SIZE] = 1
+    label += self.label_offset
     if not self.labelled:
       return {"image": image, "index": np.int32(value)}
     return {"image": image, "label": label, "index": np.int32(value)}
@@ -222,3 +229,15 @@ def test_an_empty_stream_is_a_clear_error():
   config = _data_config({"meta": stream({"name": "test_indexed", "num_examples": 0})})
   with pytest.raises(DataError, match="empty"):
     pipeline.train_dataset(config)
+
+
+def test_labels_in_an_unlabelled_stream_are_dropped_not_validated():
+  """The labels of an unlabelled stream are ignored: here (values 5, 6) they would fail
+  num_classes=2, and a labelled stream with the same source does fail."""
+  source = {"name": "test_indexed", "num_examples": 12, "start": 300, "label_offset": 5}
+  config = _data_config({"unlabelled": stream(source, require_label=False)})
+  batch = pipeline.train_dataset(config)[0]
+  assert "label" in batch and "label" not in batch["unlabelled"]
+  config = _data_config({"labelled": stream(source, require_label=True)})
+  with pytest.raises(DataError, match="streams.labelled.*label values"):
+    pipeline.train_dataset(config)[0]
