@@ -35,6 +35,7 @@ from benchmarks.torch_anomaly_models import (
 )
 from benchmarks.torch_kmax import _import_torch
 from benchmarks.torch_report import timed_steps, torch_report
+from mlsup_jax.losses.layout import active_terms
 
 __all__ = [
   "build_cascade_vae",
@@ -147,10 +148,9 @@ LOSSES: dict[str, Callable] = {
 
 
 def weighted_sum(loss_config, outputs: dict, batch: dict):
-  """`Σ weight · term(outputs, batch, **loss_config[term])` over `loss_config.terms`."""
+  """`Σ weight · term(outputs, batch, **hparams)` over the active terms of a loss section."""
   total = 0.0
-  for name, weight in zip(loss_config.terms, loss_config.weights, strict=True):
-    hparams = loss_config[name].to_dict() if name in loss_config else {}
+  for name, weight, hparams in active_terms(loss_config):
     total = total + weight * LOSSES[name](outputs, batch, **hparams)
   return total
 

@@ -127,7 +127,9 @@ def benchmark_torch_kmax(
   return _benchmark(
     config,
     build_kmax,
-    lambda outputs, labels: deep_supervision(config.loss, outputs, labels),
+    lambda outputs, labels: deep_supervision(
+      config.loss, outputs, labels, config.train.deep_supervision_weight
+    ),
     batch,
     warmup,
     iters,

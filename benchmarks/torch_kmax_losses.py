@@ -3,7 +3,8 @@
 Re-implementations of `losses/segmentation.py` and `losses/mask_transformer.py` for batches
 without evaluation padding (every example valid): `semantic_log_probs` (MaskFormer semantic
 inference as log-probabilities), the terms `cross_entropy`, `soft_dice` and
-`query_distribution`, their `weighted_sum` over `config.loss.terms`, and `deep_supervision`
+`query_distribution`, their `weighted_sum` over the active terms of `config.loss`, and
+`deep_supervision`
 (final layer + `aux_weight` × every decoder layer, labels down-sampled by striding,
 `downsample_labels`). PyTorch is imported inside the functions, so importing this module needs
 none.
@@ -12,6 +13,8 @@ none.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from mlsup_jax.losses.layout import active_terms
 
 
 def semantic_log_probs(mask_logits, class_logits):
@@ -118,10 +121,9 @@ LOSSES = {
 
 
 def weighted_sum(loss_config, outputs: dict, labels):
-  """`Σ weight · term(outputs, labels, **config[term])` over `loss_config.terms`."""
+  """`Σ weight · term(outputs, labels, **hparams)` over the active terms of a loss section."""
   total = 0.0
-  for name, weight in zip(loss_config.terms, loss_config.weights, strict=True):
-    hparams = dict(loss_config[name]) if name in loss_config else {}
+  for name, weight, hparams in active_terms(loss_config):
     total = total + weight * LOSSES[name](outputs, labels, **hparams)
   return total
 
@@ -138,11 +140,12 @@ def downsample_labels(labels, spatial: Sequence[int]):
   ]
 
 
-def deep_supervision(loss_config, outputs: dict, labels):
-  """The MaxQuery loss: final layer + `loss_config.aux_weight` × every decoder layer's loss.
+def deep_supervision(loss_config, outputs: dict, labels, aux_weight: float):
+  """The MaxQuery loss: final layer + `aux_weight` × every decoder layer's loss.
 
   Args:
     loss_config: `config.loss` of a MaxQuery config.
+    aux_weight: `config.train.deep_supervision_weight`.
     outputs: the `KMaX` output (`mask_logits [B, N, *S]`, `class_logits [B, N, K]`, `aux`).
     labels: `[B, *S]` int64.
 
@@ -160,4 +163,4 @@ def deep_supervision(loss_config, outputs: dict, labels):
     aux = aux + layer_loss(
       prediction, downsample_labels(labels, prediction["mask_logits"].shape[2:])
     )
-  return total + loss_config.aux_weight * aux
+  return total + aux_weight * aux

@@ -317,7 +317,7 @@ def build_unet(config, in_channels: int = 1):
   return _torch_modules().UNet(
     in_channels,
     m.num_classes,
-    tuple(m.backbone_features),
+    tuple(m.features),
     config.data.spatial_dims,
     m.dropout_rate,
   )

@@ -104,7 +104,7 @@ class McpmStep:
     """Per-pixel cross-entropy: `logits [B, K, *S]`, `labels [B, *S]` → `[B, *S]`."""
     from torch.nn import functional as F
 
-    smoothing = float(self.config.meta.pixel_loss_hparams.get("label_smoothing", 0.0))
+    smoothing = float(self.config.loss.train.cross_entropy.label_smoothing)
     if logits.shape[1] == 1:  # Sigmoid output: binary CE with target `label == 1`.
       target = (labels == 1).to(logits.dtype)
       return F.binary_cross_entropy_with_logits(logits[:, 0], target, reduction="none")
@@ -143,11 +143,11 @@ class McpmStep:
     return {k: w - inner_lr * grads[k] for k, w in params.items()}
 
   def meta_objective(self, meta_params, params, batch, inner_lr: float):
-    """`L_meta(W'(Θ))`: the `config.loss` terms on the clean meta batch `batch["meta"]`."""
+    """`L_meta(W'(Θ))`: the `config.loss.meta` terms on the clean meta batch `batch["meta"]`."""
     new_params = self.virtual_params(meta_params, params, batch, inner_lr)
     meta = batch["meta"]
     logits = self.torch.func.functional_call(self.model, new_params, (meta["image"],))
-    return weighted_sum(self.config.loss, {"logits": logits}, meta["label"])
+    return weighted_sum(self.config.loss.meta, {"logits": logits}, meta["label"])
 
   def meta_gradient(self, meta_params, params, batch, inner_lr: float):
     """`(meta loss, ∇_Θ meta loss)`: one `torch.func.grad` through the virtual step."""

@@ -19,7 +19,7 @@ from benchmarks import torch_kmax
 from configs import maxquery
 from mlsup_jax import losses
 from mlsup_jax.losses import mask_transformer
-from mlsup_jax.methods.maxquery import build_model
+from mlsup_jax.methods.maxquery import build_kmax as build_model
 from mlsup_jax.nn.unet import UNet
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional benchmark dependency")
@@ -247,7 +247,7 @@ def test_parameter_counts_match_the_jax_models(kernel):
   expected = sum(v.size for v in jax.tree.leaves(variables["params"]))
   assert torch_kmax.count_parameters(torch_kmax.build_kmax(config)) == expected
   m = config.model
-  unet = UNet(num_classes=m.num_classes, features=tuple(m.backbone_features))
+  unet = UNet(num_classes=m.num_classes, features=tuple(m.features))
   variables = jax.eval_shape(lambda: unet.init(jax.random.key(0), x))
   expected = sum(v.size for v in jax.tree.leaves(variables["params"]))
   assert torch_kmax.count_parameters(torch_kmax.build_unet(config)) == expected
@@ -261,7 +261,10 @@ def _jax_loss_fn(jax_model, config, variables, x, labels):
       {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
     )
     loss, _ = mask_transformer.deep_supervision(
-      config.loss, outputs=outputs, batch={"label": labels}, aux_weight=config.loss.aux_weight
+      config.loss,
+      outputs=outputs,
+      batch={"label": labels},
+      aux_weight=config.train.deep_supervision_weight,
     )
     return loss, outputs
 
@@ -291,9 +294,13 @@ def test_kmax_matches_the_jax_network_with_ported_weights(kernel):
     got = model(xt)
   _assert_outputs_close(got, train_outputs)
   # The PyTorch loss of the JAX outputs, and of the PyTorch network's own outputs.
-  torch_loss = torch_kmax.deep_supervision(config.loss, _as_torch_outputs(train_outputs), labels_t)
+  torch_loss = torch_kmax.deep_supervision(
+    config.loss, _as_torch_outputs(train_outputs, config.train.deep_supervision_weight), labels_t
+  )
   np.testing.assert_allclose(torch_loss.item(), float(jax_loss), **TOL)
-  loss = torch_kmax.deep_supervision(config.loss, got, labels_t)
+  loss = torch_kmax.deep_supervision(
+    config.loss, got, labels_t, config.train.deep_supervision_weight
+  )
   np.testing.assert_allclose(loss.item(), float(jax_loss), **TOL)
 
 
@@ -306,7 +313,10 @@ def test_kmax_gradients_match_the_jax_train_step():
   loss_fn = _jax_loss_fn(jax_model, config, variables, x, labels)
   grads = _jitted(lambda v: jax.grad(lambda p: loss_fn(p)[0])(v["params"]), variables)
   loss = torch_kmax.deep_supervision(
-    config.loss, model.train()(_channels_first(x)), torch.from_numpy(labels.astype(np.int64))
+    config.loss,
+    model.train()(_channels_first(x)),
+    torch.from_numpy(labels.astype(np.int64)),
+    config.train.deep_supervision_weight,
   )
   loss.backward()
   conv0 = grads["UNetBackbone_0"]["ConvNormAct_0"]["Conv_0"]["kernel"]
@@ -336,7 +346,7 @@ def test_kmax_3d_matches_the_jax_network():
 def test_unet_matches_the_jax_network_with_ported_weights():
   config = maxquery.get_config("smoke,variant=unet")
   m = config.model
-  jax_model = UNet(num_classes=m.num_classes, features=tuple(m.backbone_features))
+  jax_model = UNet(num_classes=m.num_classes, features=tuple(m.features))
   x = np.random.default_rng(1).normal(size=(2, 32, 32, 1)).astype(np.float32)
   variables = _random_variables(jax_model, x)
   labels = _labels((2, 32, 32))
@@ -369,7 +379,7 @@ def test_losses_match_the_jax_losses_on_random_outputs(per_sample, qd_reduction)
     config.loss.soft_dice.per_sample = per_sample
     config.loss.soft_dice.include_background = False
     config.loss.cross_entropy.label_smoothing = 0.1
-    config.loss.aux_weight = 0.5
+    config.train.deep_supervision_weight = 0.5
   rng = np.random.default_rng(0)
   outputs = {
     "mask_logits": 3 * rng.normal(size=(2, 16, 16, 32)),
@@ -382,12 +392,18 @@ def test_losses_match_the_jax_losses_on_random_outputs(per_sample, qd_reduction)
   labels = _labels((2, 16, 16))
   expected = _jitted(
     lambda o: mask_transformer.deep_supervision(
-      config.loss, outputs=o, batch={"label": labels}, aux_weight=config.loss.aux_weight
+      config.loss,
+      outputs=o,
+      batch={"label": labels},
+      aux_weight=config.train.deep_supervision_weight,
     )[0],
     outputs,
   )
   got = torch_kmax.deep_supervision(
-    config.loss, _as_torch_outputs(outputs), torch.from_numpy(labels.astype(np.int64))
+    config.loss,
+    _as_torch_outputs(outputs),
+    torch.from_numpy(labels.astype(np.int64)),
+    config.train.deep_supervision_weight,
   )
   np.testing.assert_allclose(got.item(), float(expected), **TOL)
 
