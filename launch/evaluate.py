@@ -1,27 +1,17 @@
 r"""Evaluate the newest (or a given) checkpoint of a workdir, without training.
 
-python -m launch.evaluate --config=configs/scunet.py:smoke --workdir=runs/scunet_smoke
+  python -m launch.evaluate --config=configs/scunet.py:smoke --workdir=runs/scunet_smoke
+  python -m launch.evaluate ... --step=16 --output_dir=runs/scunet_smoke/eval_16
+
+Installed, `mlsup-evaluate` is the same command.
 """
 
-import json
+from absl import app
 
-from absl import app, flags
+from mlsup_jax import cli
 
-from launch import common
-from mlsup_jax.core import evaluation
-
-_CONFIG = common.define_config_flag()
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: newest).")
-
-
-def main(argv):
-  del argv
-  common.start()
-  results = evaluation.evaluate_checkpoint(
-    common.config_value(_CONFIG), common.WORKDIR.value, step=_STEP.value
-  )
-  print(json.dumps(results, indent=2, sort_keys=True))
-
+cli.use_config_flag()
+main = cli.evaluate_main
 
 if __name__ == "__main__":
   app.run(main)

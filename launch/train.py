@@ -5,25 +5,15 @@ r"""Train and evaluate any method.
 
 Re-running the same command with the same workdir resumes from the newest checkpoint.
 Multi-host (SLURM, TPU pods): run the same command on every host; `jax.distributed` starts
-from the cluster environment (or pass --multihost).
+from the cluster environment (or pass --multihost). Installed, `mlsup-train` is the same command.
 """
-
-import json
 
 from absl import app
 
-from launch import common
-from mlsup_jax.core import trainer
+from mlsup_jax import cli
 
-_CONFIG = common.define_config_flag()
-
-
-def main(argv):
-  del argv
-  common.start()
-  results = trainer.train_and_evaluate(common.config_value(_CONFIG), common.WORKDIR.value)
-  print(json.dumps(results, indent=2, sort_keys=True))
-
+cli.use_config_flag()
+main = cli.train_main
 
 if __name__ == "__main__":
   app.run(main)

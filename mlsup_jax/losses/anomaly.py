@@ -299,6 +299,13 @@ def reconstruction_mse(*, outputs: dict, batch: dict):
 
   Returns:
     `(loss, {"reconstruction_mse": loss})`.
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.losses.anomaly import reconstruction_mse
+    >>> image = jnp.zeros((2, 4, 4, 1))
+    >>> outputs = {"reconstruction": image + 0.5}
+    >>> float(reconstruction_mse(outputs=outputs, batch={"image": image})[0])
+    0.25
   """
   image = batch["image"]
   per_example = reconstruction_error(outputs["reconstruction"], image)

@@ -57,6 +57,15 @@ def query_distribution(
 
   Returns:
     `(loss, {"qd_loss": loss})`.
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.losses.mask_transformer import query_distribution
+    >>> mask_logits = jnp.zeros((1, 2, 2, 4))  # every pixel spread evenly over 4 queries
+    >>> loss, _ = query_distribution(outputs={"mask_logits": mask_logits},
+    ...                              batch={"label": jnp.zeros((1, 2, 2), jnp.int32)},
+    ...                              query_split=(2, 2), class_groups=(0, 1))
+    >>> round(float(loss), 4)  # −ln(2/4): half the mass on the background group
+    0.6931
   """
   mask_logits = outputs["mask_logits"]
   num_queries = mask_logits.shape[-1]

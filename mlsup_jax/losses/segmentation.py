@@ -63,6 +63,14 @@ def soft_dice(
 
   Returns:
     `(loss, {"dice": 1 − loss})`.
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.losses.segmentation import soft_dice
+    >>> label = jnp.array([[[0, 1], [1, 1]]])  # [B=1, 2, 2]
+    >>> logits = jnp.where(label[..., None] == 1, 20.0, -20.0)  # a confident sigmoid output
+    >>> loss, metrics = soft_dice(outputs={"logits": logits}, batch={"label": label}, smooth=0.0)
+    >>> round(float(loss), 6), round(float(metrics["dice"]), 6)
+    (0.0, 1.0)
   """
   probs, target = probabilities_and_targets(outputs["logits"], batch["label"])
   if probs.shape[-1] > 1 and not include_background:

@@ -155,7 +155,12 @@ def _fpr_at_tpr(c: _Counts, tpr: float) -> float:
 
 
 def auroc(scores, labels) -> float:
-  """Area under the ROC curve (= sklearn `roc_auc_score`); ties count 1/2; NaN if one class."""
+  """Area under the ROC curve (= sklearn `roc_auc_score`); ties count 1/2; NaN if one class.
+  Example:
+    >>> from mlsup_jax.metrics.ood import auroc
+    >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])  # label 1 = OOD, higher score = more OOD
+    0.75
+  """
   return _auroc(_counts(scores, labels))
 
 
@@ -183,6 +188,10 @@ def fpr_at_tpr(scores, labels, tpr: float = 0.95) -> float:
 
   Returns:
     The FPR in [0, 1]; NaN if one class is absent.
+  Example:
+    >>> from mlsup_jax.metrics.ood import fpr_at_tpr
+    >>> fpr_at_tpr([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])  # every OOD caught only at 0.35
+    0.5
   """
   return _fpr_at_tpr(_counts(scores, labels), tpr)
 
@@ -303,6 +312,11 @@ def ood_report(scores, labels) -> dict[str, float | int]:
   Returns:
     `{auroc, aupr, fpr95, num_pos, num_neg}`: fractions in [0, 1] (NaN if one class is absent,
     see the module docstring) and the OOD / ID sample counts.
+  Example:
+    >>> from mlsup_jax.metrics.ood import ood_report
+    >>> report = ood_report([0.1, 0.2, 0.9, 0.8], [0, 0, 1, 1])
+    >>> report["auroc"], report["fpr95"]
+    (1.0, 0.0)
   """
   c = _counts(scores, labels)
   return {

@@ -82,7 +82,14 @@ def _ratio(num: int, den: int, if_zero: float) -> float:
 
 
 def dice(pred: np.ndarray, target: np.ndarray) -> float:
-  """Dice `2 tp / (2 tp + fp + fn)` of `[*spatial]` masks; 1.0 if both are empty."""
+  """Dice `2 tp / (2 tp + fp + fn)` of `[*spatial]` masks; 1.0 if both are empty.
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.metrics.segmentation import dice
+    >>> a, b = np.array([[1, 1, 0, 0]]), np.array([[1, 0, 0, 0]])
+    >>> round(dice(a, b), 4), dice(np.zeros(4), np.zeros(4))
+    (0.6667, 1.0)
+  """
   tp, fp, fn, _ = confusion_counts(pred, target)
   return _ratio(2 * tp, 2 * tp + fp + fn, 1.0)
 
@@ -151,6 +158,13 @@ def hd95(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float
   `pred`, `target`: `[*spatial]` binary masks; `spacing`: voxel size per axis (scalar or
   `[ndim]`, None = 1.0). Returns a distance in the units of `spacing`: 0.0 if both masks are
   empty, `inf` if exactly one is.
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.metrics.segmentation import hd95
+    >>> a = np.zeros((8, 8), bool); a[2:4, 2:4] = True
+    >>> b = np.zeros((8, 8), bool); b[2:4, 4:6] = True
+    >>> hd95(a, b), hd95(a, b, spacing=(1.0, 0.5))
+    (2.0, 1.0)
   """
   d = _directed_distances(pred, target, spacing)
   if d is None:
@@ -185,6 +199,12 @@ def asd(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float:
   """Average symmetric surface distance: mean of pooled pred->target and target->pred distances.
 
   Arguments as `hd95`. Returns 0.0 if both masks are empty, `inf` if exactly one is.
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.metrics.segmentation import asd
+    >>> a = np.zeros((8, 8), bool); a[2:4, 2:4] = True
+    >>> asd(a, a), asd(a, np.zeros_like(a))
+    (0.0, inf)
   """
   d = _directed_distances(pred, target, spacing)
   if d is None:
@@ -248,6 +268,10 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
     `{mean, std, n, n_inf}`: mean and population std (ddof=0) of the finite values only, `n` the
     number of finite values and `n_inf` the number of infinite ones. If no value is finite, mean
     and std are `inf`.
+  Example:
+    >>> from mlsup_jax.metrics.segmentation import summarize
+    >>> summarize([1.0, 3.0, float("inf")])
+    {'mean': 2.0, 'std': 1.0, 'n': 2, 'n_inf': 1}
   """
   v = np.asarray(list(values), dtype=np.float64).reshape(-1)
   if v.size == 0:

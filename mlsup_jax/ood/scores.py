@@ -35,6 +35,11 @@ def msp(logits: jax.Array) -> jax.Array:
 
   Returns:
     `[...]` scores in `[0, 1 - 1/K]`.
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.ood.scores import msp
+    >>> msp(jnp.array([[0.0, 0.0], [10.0, -10.0]])).round(4)
+    Array([0.5, 0. ], dtype=float32)
   """
   logits = jnp.asarray(logits)
   # 1 - p_max = r / (1 + r), r = sum of the other exp(l_k - l_max): no cancellation when p_max ~ 1.
@@ -46,12 +51,24 @@ def msp(logits: jax.Array) -> jax.Array:
 
 
 def max_logit(logits: jax.Array) -> jax.Array:
-  """MaxLogit score `-max_k logits_k` (Hendrycks et al. 2022). `[..., K] -> [...]`."""
+  """MaxLogit score `-max_k logits_k` (Hendrycks et al. 2022). `[..., K] -> [...]`.
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.ood.scores import max_logit
+    >>> max_logit(jnp.array([[1.0, 3.0], [0.5, 0.2]]))
+    Array([-3. , -0.5], dtype=float32)
+  """
   return -jnp.max(jnp.asarray(logits), axis=-1)
 
 
 def energy(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
-  """Energy score `-T logsumexp_k(logits_k / T)` (Liu et al. 2020). `[..., K] -> [...]`."""
+  """Energy score `-T logsumexp_k(logits_k / T)` (Liu et al. 2020). `[..., K] -> [...]`.
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.ood.scores import energy
+    >>> energy(jnp.zeros((1, 2))).round(4)  # −log 2
+    Array([-0.6931], dtype=float32)
+  """
   logits = jnp.asarray(logits)
   return -temperature * jax.nn.logsumexp(logits / temperature, axis=-1)
 
@@ -64,6 +81,12 @@ def predictive_entropy(probs: jax.Array) -> jax.Array:
 
   Returns:
     `[...]` entropy `-sum_k p_k log p_k` of `p = mean_T probs`, in `[0, log K]` (`0 log 0 = 0`).
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.ood.scores import predictive_entropy
+    >>> passes = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]])  # two passes that disagree
+    >>> predictive_entropy(passes).round(4)  # ln 2
+    Array([0.6931], dtype=float32)
   """
   mean = jnp.mean(jnp.asarray(probs), axis=0)
   return jnp.sum(jax.scipy.special.entr(mean), axis=-1)
@@ -156,6 +179,14 @@ def maxquery(
 
   Returns:
     `[B, *S]` scores, higher = more OOD.
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.ood.scores import maxquery
+    >>> mask_logits = jnp.array([[[[4.0, 0.0]], [[0.5, 0.4]]]])  # [B=1, 2, 1, N=2]
+    >>> class_logits = jnp.zeros((1, 2, 3))
+    >>> maxquery(mask_logits, class_logits)  # −max_n A: the weakly assigned pixel is more OOD
+    Array([[[-4. ],
+            [-0.5]]], dtype=float32)
   """
   if level not in LEVELS:
     raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")

@@ -155,6 +155,14 @@ def otdd(
   Raises:
     ValueError: on wrong ranks, mismatched lengths or feature dimensions, NaN/Inf features,
       an unknown `inner_ot`, a non-positive ε, or no class with `min_class_count` samples.
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.ot import otdd
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(60, 2)).astype(np.float32), np.repeat([0, 1, 2], 20)
+    >>> same, shifted = otdd(x, y, x, y), otdd(x, y, x + 3.0, y)
+    >>> bool(same.divergence < 1e-3), bool(shifted.distance > 2.0)
+    (True, True)
   """
   if inner_ot not in INNER_OT_METHODS:
     raise ValueError(f"inner_ot must be one of {INNER_OT_METHODS}, got {inner_ot!r}.")

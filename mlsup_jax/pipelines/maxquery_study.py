@@ -9,14 +9,20 @@ tables. The tables follow Yuan et al. (CVPR 2023):
 2. OOD localization — pixel AUROC / AUPR / FPR95 and case-level AUC — for MC Dropout, MSP,
    MaxLogit, SML, Energy (all on the U-Net) and MaxQuery w/o QD, MaxQuery;
 3. the score-level ablation of the MaxQuery model (category/query level × post/pre softmax).
+
+`run_seeds(configs, workdir, seeds)` runs the study once per seed (`workdir/seed_<s>`; the
+training seed and the data order change, the phantom does not) and writes the same tables as
+mean ± std over the seeds with every seed's value beside it, and how many seeds each of the
+paper's orderings holds on (`workdir/results.md`, `results.json`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import ml_collections
@@ -177,3 +183,96 @@ def run_study(configs: Mapping[str, ml_collections.ConfigDict], workdir: str) ->
       json.dump({"tables": tables, "ordering": checks, "results": results}, f, indent=2)
     save_roc_figure(workdir)
   return {"tables": tables, "ordering": checks, "markdown": markdown, "results": results}
+
+
+def _with_seed(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+  """`config` with training seed and data order `seed` (the phantom itself is unchanged)."""
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    config.seed = seed
+    config.data.seed = seed
+  return config
+
+
+def _cell(values: Sequence[float | None]) -> str:
+  """`mean ± std (v0 / v1 / …)` in percent; — where a value is missing."""
+  finite = [v for v in values if v is not None and math.isfinite(v)]
+  if not finite:
+    return "—"
+  per_seed = " / ".join(_percent(v) for v in values)
+  return f"{100 * np.mean(finite):.2f} ± {100 * np.std(finite):.2f} ({per_seed})"
+
+
+def aggregate(per_seed: Sequence[dict], class_names) -> dict:
+  """Mean ± std tables and per-ordering seed counts from `run_study` results, one per seed."""
+  tables = {}
+  for table in ("inlier_dice", "ood_localization", "score_ablation"):
+    rows = per_seed[0]["tables"][table]
+    tables[table] = {
+      row: {col: [result["tables"][table][row][col] for result in per_seed] for col in rows[row]}
+      for row in rows
+    }
+  holds = {
+    claim: sum(bool(result["ordering"][claim]) for result in per_seed)
+    for claim in per_seed[0]["ordering"]
+  }
+  return {"tables": tables, "holds": holds, "seeds": len(per_seed)}
+
+
+def render_seeds_markdown(summary: dict, class_names) -> str:
+  """The aggregated tables: each cell `mean ± std (seed values)` in percent."""
+  tables, n = summary["tables"], summary["seeds"]
+  dice_cols = list(class_names[1:]) + ["tumour avg"]
+  sections = [
+    f"Mean ± std over {n} seeds (each seed's value in brackets), percent.",
+    "### Inlier segmentation (Dice %, per case with the class; OOD pixels ignored)",
+    _markdown(
+      ["method"] + dice_cols,
+      [[name] + [_cell(v[c]) for c in dice_cols] for name, v in tables["inlier_dice"].items()],
+    ),
+    "### OOD localization (pixels: in the ground-truth lesions; cases: predicted lesion)",
+    _markdown(
+      ["method"] + [h for _, h in OOD_METRICS],
+      [
+        [name] + [_cell(v[m]) for m, _ in OOD_METRICS]
+        for name, v in tables["ood_localization"].items()
+      ],
+    ),
+    "### MaxQuery score ablation (level / softmax)",
+    _markdown(
+      ["score"] + [h for _, h in OOD_METRICS],
+      [
+        [name] + [_cell(v[m]) for m, _ in OOD_METRICS]
+        for name, v in tables["score_ablation"].items()
+      ],
+    ),
+    "### The paper's AUROC orderings across seeds\n\n"
+    + "\n".join(f"- {claim}: holds on {k} / {n} seeds" for claim, k in summary["holds"].items()),
+  ]
+  return "\n\n".join(sections)
+
+
+def run_seeds(
+  configs: Mapping[str, ml_collections.ConfigDict], workdir: str, seeds: Sequence[int]
+) -> dict:
+  """`run_study` once per seed, then the tables as mean ± std over the seeds (module docstring).
+
+  Returns:
+    `{"per_seed": [run_study results], "summary": aggregate(...), "markdown": str}`.
+  """
+  per_seed = [
+    run_study(
+      {variant: _with_seed(config, seed) for variant, config in configs.items()},
+      os.path.join(workdir, f"seed_{seed}"),
+    )
+    for seed in seeds
+  ]
+  class_names = tuple(next(iter(configs.values())).data.class_names)
+  summary = aggregate(per_seed, class_names)
+  markdown = render_seeds_markdown(summary, class_names)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+      f.write(markdown + "\n")
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump({"seeds": list(seeds), **summary}, f, indent=2)
+  return {"per_seed": per_seed, "summary": summary, "markdown": markdown}

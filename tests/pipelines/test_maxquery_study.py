@@ -64,3 +64,36 @@ def test_study_writes_the_papers_tables_and_figures(tmp_path):
 def test_unknown_variant_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="Unknown study variants"):
     maxquery_study.run_study({"maxquery_v2": _config("maxquery")}, str(tmp_path))
+
+
+def _fake_results(seed: int) -> dict:
+  """Per-variant evaluation results as `trainer.train_and_evaluate` returns them."""
+  base = 0.5 + 0.1 * seed
+  names = maxquery_config.get_config("smoke").data.class_names
+  dice = {f"dice/{n}": base for n in names[1:]} | {"dice/tumour_avg": base}
+  scores = ("msp", "max_logit", "energy", "mc_dropout", "sml")
+  unet = dice | {f"{s}/{m}": 0.5 for s in scores for m in ("auroc", "aupr", "fpr95", "case_auc")}
+  query = ("maxquery", "maxquery_post", "category_pre", "category_post")
+  metrics = ("auroc", "aupr", "fpr95", "case_auc")
+  maxquery = dice | {f"{s}/{m}": base + 0.05 for s in query for m in metrics}
+  noqd = dice | {f"{s}/{m}": 0.6 for s in query for m in metrics}
+  return {"unet": unet, "noqd": noqd, "maxquery": maxquery}
+
+
+def test_seeds_are_aggregated_as_mean_std_with_each_seed_and_ordering_counts():
+  names = maxquery_config.get_config("smoke").data.class_names
+  per_seed = []
+  for seed in (0, 1, 2):
+    tables = maxquery_study.build_tables(_fake_results(seed), names)
+    per_seed.append({"tables": tables, "ordering": maxquery_study.ordering(tables)})
+  summary = maxquery_study.aggregate(per_seed, names)
+  assert summary["seeds"] == 3
+  # MaxQuery AUROC 0.55 / 0.65 / 0.75 vs w/o QD 0.6 on every seed: holds on 2 of 3.
+  assert summary["holds"]["MaxQuery > MaxQuery w/o QD"] == 2
+  assert summary["holds"]["MaxLogit >= MSP"] == 3
+  assert summary["tables"]["ood_localization"]["MaxQuery"]["auroc"] == pytest.approx(
+    [0.55, 0.65, 0.75]
+  )
+  markdown = maxquery_study.render_seeds_markdown(summary, names)
+  assert "65.00 ± 8.16 (55.00 / 65.00 / 75.00)" in markdown
+  assert "MaxQuery > MaxQuery w/o QD: holds on 2 / 3 seeds" in markdown
