@@ -26,6 +26,7 @@ decoder, sized so the three variants train and evaluate in ≲ 15 minutes on a 2
 import ml_collections
 
 from configs.sections import common
+from configs.sections.abdomen_data import abdomen_data, phantom
 from mlsup_jax import losses
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
 from mlsup_jax.methods import maxquery, segmentation
@@ -109,40 +110,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.warmup_steps = 0 if smoke else min(50, steps // 10)
   config.optimizer.grad_clip_norm = 1.0
 
-  phantom = {
-    "name": "phantom_abdomen",
-    "image_size": image_size,
-    "spatial_dims": spatial_dims,
-    "depth": depth,
-    "seed": 0,
-  }
-  config.data = ml_collections.ConfigDict(
-    {
-      # Training sees inlier tumour subtypes only; the test split holds 40% OOD subtypes.
-      "train_source": {**phantom, "split": "train", "num_cases": num_train},
-      "eval_source": {**phantom, "split": "test", "num_cases": num_test},
-      "batch_size": batch,
-      "seed": 0,
-      "spatial_dims": spatial_dims,
-      "num_classes": num_classes,
-      "class_names": AbdomenPhantomSource.CLASS_NAMES,
-      "require_label": True,
-      "train_transforms": ("ct_window",),
-      "eval_transforms": ("ct_window",),
-      # The standard abdominal soft-tissue window: HU → [0, 1].
-      "window_level": 40.0,
-      "window_width": 400.0,
-      "worker_count": 0,
-      "read_threads": 2,
-    }
+  # Training sees inlier tumour subtypes only; the test split holds 40% OOD subtypes.
+  config.data = abdomen_data(
+    image_size=image_size,
+    spatial_dims=spatial_dims,
+    depth=depth,
+    num_train=num_train,
+    num_test=num_test,
+    batch_size=batch,
   )
   if variant == "unet":
     # SML fits its per-class max-logit statistics on training images.
-    config.data.calibration_source = {
-      **phantom,
-      "split": "train",
-      "num_cases": max(8, num_train // 4),
-    }
+    config.data.calibration_source = phantom(
+      image_size, spatial_dims, depth, split="train", num_cases=max(8, num_train // 4)
+    )
   config.train = common.train(
     num_steps=steps,
     log_every=2 if smoke else 25,

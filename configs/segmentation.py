@@ -23,6 +23,7 @@ accelerators), `3d` (small 3-D volumes).
 import ml_collections
 
 from configs.sections import common
+from configs.sections.abdomen_data import abdomen_data
 from mlsup_jax import losses
 from mlsup_jax.data.phantoms.abdomen import AbdomenPhantomSource
 from mlsup_jax.methods.segmentation import LOSS_ROLES
@@ -64,34 +65,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.warmup_steps = 0 if smoke else min(50, steps // 10)
 
   # Every tumour subtype is an inlier class here (no held-out OOD subtypes).
-  phantom = {
-    "name": "phantom_abdomen",
-    "image_size": image_size,
-    "spatial_dims": spatial_dims,
-    "depth": depth,
-    "seed": 0,
-    "ood_fraction": 0.0,
-  }
-  config.data = ml_collections.ConfigDict(
-    {
-      "train_source": {**phantom, "split": "train", "num_cases": num_train},
-      "eval_source": {**phantom, "split": "test", "num_cases": num_test},
-      "batch_size": batch,
-      "seed": 0,
-      "spatial_dims": spatial_dims,
-      "num_classes": num_classes,
-      "class_names": AbdomenPhantomSource.CLASS_NAMES,
-      "require_label": True,
-      "train_transforms": ("ct_window",),
-      "eval_transforms": ("ct_window",),
-      "window_level": 40.0,
-      "window_width": 400.0,
-      "norm_mean": 0.0,
-      "norm_std": 1.0,
-      "worker_count": 0,
-      "read_threads": 2,
-    }
+  config.data = abdomen_data(
+    image_size=image_size,
+    spatial_dims=spatial_dims,
+    depth=depth,
+    num_train=num_train,
+    num_test=num_test,
+    batch_size=batch,
+    ood_fraction=0.0,
   )
+  # For data that is not CT: `--config.data.train_transforms='("normalize",)'` etc.
+  config.data.norm_mean = 0.0
+  config.data.norm_std = 1.0
   config.train = common.train(
     num_steps=steps, log_every=2 if smoke else 25, checkpoint_every=3 if smoke else 250
   )

@@ -14,8 +14,10 @@ import flax.linen as nn
 import jax
 import optax
 
-from mlsup_jax.core.method import Stage
+from mlsup_jax import losses
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Stage
 from mlsup_jax.core.networks import apply_network, init_network
+from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.state import TrainState
 
 
@@ -36,9 +38,26 @@ class SupervisedMethod:
   model: nn.Module
   optimizer: optax.GradientTransformation
 
-  def single_stage(self, num_steps: int) -> tuple[Stage]:
-    """The method's `stages`: one stage named "train"."""
-    return (Stage("train", num_steps, self.train_step, self.optimizer),)
+  def configure(
+    self,
+    config,
+    loss_roles: dict,
+    model: nn.Module,
+    train_keys: tuple[str, ...] = ("image", "label"),
+    eval_keys: tuple[str, ...] = ("image", "label"),
+  ) -> None:
+    """The set-up every such method shares: `config.loss` checked against `loss_roles`, the
+    model, `config.optimizer`, one stage of `config.train.num_steps`, and the batch keys (plus
+    those the active loss terms read)."""
+    losses.check_loss_config(config.loss, loss_roles)
+    self.config = config
+    self.loss_roles = loss_roles
+    self.model = model
+    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
+    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    self.batch_keys = BatchKeys({MAIN_STREAM: tuple(train_keys)}, tuple(eval_keys)).with_losses(
+      config.loss, loss_roles
+    )
 
   def objective(self, outputs: Any, batch: dict) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`(loss, scalar metrics)` of the model's training-mode `outputs` on `batch`."""

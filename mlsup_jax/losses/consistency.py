@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mlsup_jax.losses.segmentation import mean_over_valid
+from mlsup_jax.losses.segmentation import reduce_pixels
 
 
 def class_probabilities(logits: jax.Array) -> jax.Array:
@@ -58,9 +58,4 @@ def pseudo_label_mse(*, outputs: dict, batch: dict, reduction: str = "mean"):
     `(loss, {"pseudo_label_mse": mean loss})`.
   """
   per_pixel = probability_mse(outputs["logits"], outputs["target_probs"])
-  loss = mean_over_valid(per_pixel, batch)
-  if reduction == "none":
-    return per_pixel, {"pseudo_label_mse": loss}
-  if reduction != "mean":
-    raise ValueError(f"Unknown reduction {reduction!r}: use 'mean' or 'none'.")
-  return loss, {"pseudo_label_mse": loss}
+  return reduce_pixels(per_pixel, batch, reduction, "pseudo_label_mse")

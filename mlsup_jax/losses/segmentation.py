@@ -124,12 +124,18 @@ def cross_entropy(
     target = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     target = optax.smooth_labels(target, label_smoothing) if label_smoothing else target
     per_pixel = optax.softmax_cross_entropy(logits, target)
-  loss = mean_over_valid(per_pixel, batch)
+  return reduce_pixels(per_pixel, batch, reduction, "cross_entropy")
+
+
+def reduce_pixels(per_pixel: jax.Array, batch: dict, reduction: str, name: str):
+  """A per-pixel term's result: `("mean": the mean over valid examples | "none": the `[B, *S]`
+  map, {name: the mean})`."""
+  mean = mean_over_valid(per_pixel, batch)
   if reduction == "none":
-    return per_pixel, {"cross_entropy": loss}
+    return per_pixel, {name: mean}
   if reduction != "mean":
     raise ValueError(f"Unknown reduction {reduction!r}: use 'mean' or 'none'.")
-  return loss, {"cross_entropy": loss}
+  return mean, {name: mean}
 
 
 def weighted_pixel_mean(loss_map: jax.Array, weights: jax.Array) -> jax.Array:

@@ -19,9 +19,7 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
 from mlsup_jax.core.networks import apply_network
-from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.core.supervised import SupervisedMethod
 from mlsup_jax.nn import build_model
@@ -71,16 +69,9 @@ class ImageClassifierMethod(SupervisedMethod):
   init_rng_names = ("params",)
 
   def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.loss_roles = LOSS_ROLES
-    losses.check_loss_config(config.loss, self.loss_roles)
     # `label` is made from `class_id` before the loss terms see the batch.
-    self.batch_keys = BatchKeys(
-      train={MAIN_STREAM: ("image", "class_id")}, eval=("image", "class_id")
-    )
-    self.model = build_model(config.model)
-    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = self.single_stage(config.train.num_steps)
+    keys = ("image", "class_id")
+    self.configure(config, LOSS_ROLES, build_model(config.model), keys, keys)
 
   def objective(self, outputs: dict, batch: dict):
     """Cross-entropy on `batch: image [B, H, W, C], class_id [B]`, with the batch accuracy."""

@@ -27,9 +27,7 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
 from mlsup_jax.core.networks import apply_network
-from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.core.supervised import SupervisedMethod
 from mlsup_jax.losses import mask_transformer
@@ -59,15 +57,7 @@ class MaxQueryMethod(SupervisedMethod):
   """One supervised stage; evaluation = inlier Dice + OOD localization (module docstring)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.loss_roles = LOSS_ROLES
-    losses.check_loss_config(config.loss, self.loss_roles)
-    self.model = build_kmax(config)
-    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = self.single_stage(config.train.num_steps)
-    self.batch_keys = BatchKeys(
-      train={MAIN_STREAM: ("image", "label")}, eval=("image", "label")
-    ).with_losses(config.loss, self.loss_roles)
+    self.configure(config, LOSS_ROLES, build_kmax(config))
 
   def objective(self, outputs: dict, batch: dict):
     """Deep-supervised mask-transformer loss; `batch: image [B, *S, C], label [B, *S]`."""

@@ -14,9 +14,7 @@ import jax
 import ml_collections
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
 from mlsup_jax.core.networks import apply_network
-from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.core.supervised import SupervisedMethod
 from mlsup_jax.losses import anomaly
@@ -39,18 +37,10 @@ class ReconstructionDetector(SupervisedMethod):
   step_rng_name = "sample"
 
   def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
     m = config.model
     if m.name not in NETWORKS:
       raise ValueError(f"model.name must be one of {NETWORKS} for this method, got {m.name!r}.")
-    self.loss_roles = LOSS_ROLES[m.name]
-    losses.check_loss_config(config.loss, self.loss_roles)
-    self.batch_keys = BatchKeys(train={MAIN_STREAM: ("image",)}, eval=("image", "ood")).with_losses(
-      config.loss, self.loss_roles
-    )
-    self.model = build_model(m)
-    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = self.single_stage(config.train.num_steps)
+    self.configure(config, LOSS_ROLES[m.name], build_model(m), ("image",), ("image", "ood"))
 
   def objective(self, outputs: dict, batch: dict):
     """Reconstruction (+ KL) loss of `batch: image [B, H, W, C]` in [0, 1]."""

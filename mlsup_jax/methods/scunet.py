@@ -25,9 +25,7 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
 from mlsup_jax.core.networks import apply_network
-from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.core.supervised import SupervisedMethod
 from mlsup_jax.data import patches
@@ -41,15 +39,9 @@ class ScuNetMethod(SupervisedMethod):
   """The SCU-Net method: one stage of supervised patch training."""
 
   def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.loss_roles = LOSS_ROLES
-    losses.check_loss_config(config.loss, self.loss_roles)
-    self.model = build_model(config.model, spatial_dims=config.data.spatial_dims)
-    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = self.single_stage(config.train.num_steps)
-    self.batch_keys = BatchKeys(
-      train={MAIN_STREAM: ("image", "label")}, eval=("image", "label")
-    ).with_losses(config.loss, self.loss_roles)
+    self.configure(
+      config, LOSS_ROLES, build_model(config.model, spatial_dims=config.data.spatial_dims)
+    )
 
   def objective(self, outputs: jax.Array, batch: dict):
     """`outputs`: logits `[B, P, P, 1]`; `batch: image [B, P, P, C], label [B, P, P]`."""

@@ -30,9 +30,7 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax import losses
-from mlsup_jax.core.method import MAIN_STREAM, BatchKeys
 from mlsup_jax.core.networks import apply_network
-from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.state import TrainState
 from mlsup_jax.core.supervised import SupervisedMethod
 from mlsup_jax.losses.mask_transformer import layer_outputs
@@ -87,15 +85,8 @@ class SegmentationMethod(SupervisedMethod):
   init_rng_names = ("params",)
 
   def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.loss_roles = LOSS_ROLES
-    losses.check_loss_config(config.loss, self.loss_roles)
-    self.model = build_model(config.model, spatial_dims=config.data.spatial_dims)
-    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = self.single_stage(config.train.num_steps)
-    self.batch_keys = BatchKeys(
-      train={MAIN_STREAM: ("image", "label")}, eval=("image", "label")
-    ).with_losses(config.loss, self.loss_roles)
+    model = build_model(config.model, spatial_dims=config.data.spatial_dims)
+    self.configure(config, LOSS_ROLES, model)
 
   def objective(self, outputs, batch: dict):
     """The `config.loss` terms on `logits: [B, *S, K]`; `batch: image, label [B, *S]`."""
