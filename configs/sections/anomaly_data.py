@@ -1,6 +1,6 @@
 """The data section shared by the anomaly detectors (TEND, CVAD, AE / VAE baselines).
 
-ID and OOD images come from one labelled phantom split by `data/ood_splits.py`: the chest
+ID and OOD images come from one labelled phantom split by `data/sources/ood_splits.py`: the chest
 radiographs (`dataset=radiograph`; one-vs-rest: ID = normal, intra-class OOD = the four subtle
 abnormal classes) or the IVC-filter radiographs (`dataset=ivc_filter`; ID = the
 `conical_hooked` design, OOD = the seven other designs), or rest-vs-one. ID images are split

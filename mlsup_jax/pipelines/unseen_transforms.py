@@ -1,7 +1,7 @@
 """Tables 4.5–4.6: ACC on unseen transformations — how many transformed ID images are flagged.
 
-For each validation-only transform of `data/distortions.py` (`UNSEEN_TRANSFORMS`: random cut,
-random crop & resize, additive noise, Gaussian blur) the ID test images are transformed
+For each validation-only transform of `data/augmentation/distortions.py`
+(`UNSEEN_TRANSFORMS`: random cut, random crop & resize, additive noise, Gaussian blur) the ID test images are transformed
 (evaluation transform `unseen_transform_image`, seeded per image) and scored by the trained
 detector. ACC = the fraction of them with score ≥ t*, where t* is the score's clean-protocol
 threshold from the untransformed evaluation (G-mean on the validation split): a detector that

@@ -2,7 +2,7 @@
 
 TEND (thesis §S5.3) trains a classifier to tell ID images from strongly distorted copies of them.
 `TEND_PRESETS` holds the authors' two option sets (RSNA: 8, IVC: 9), each option one
-ImageMagick distortion of `data/image_warps.py` with its parameters in pixels of a 256² image
+ImageMagick distortion of `image_warps.py` with its parameters in pixels of a 256² image
 (scaled to the image's size when applied). `unseen_transform` holds the validation-only
 transforms of Tables 4.5–4.6. `TendDistortion` / `UnseenTransform` are the grain maps
 (registered as `tend_distortion` / `unseen_transform`).

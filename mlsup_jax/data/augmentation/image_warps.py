@@ -2,7 +2,7 @@
 
 TEND (thesis §S5.3) trains a classifier to tell ID images from strongly distorted copies of them.
 The reference code distorts with Wand/ImageMagick; this module re-implements the distortions it
-uses (its presets are in `data/distortions.py`) as reverse maps: for every output pixel the
+uses (its presets are in `distortions.py`) as reverse maps: for every output pixel the
 source position is computed for the whole image at once (numpy broadcasting) and sampled
 bilinearly, exactly as `scipy.ndimage.map_coordinates` with `order=1` does. Every map is
 deterministic, so per (map, image shape, virtual-pixel mode) the four neighbours' indices and
@@ -13,7 +13,7 @@ Coordinates follow ImageMagick: continuous image coordinates with pixel `(i, j)`
 centred at `(x, y) = (j + 0.5, i + 0.5)`; the image spans `[0, W] × [0, H]`. Control points are
 given as `(u, v, x, y)`: source point `(u, v)` moves to destination point `(x, y)`.
 
-Virtual pixels (`VIRTUAL_PIXELS`) are described in `data/warp_sampling.py`.
+Virtual pixels (`VIRTUAL_PIXELS`) are described in `data/augmentation/warp_sampling.py`.
 
 Facts checked against ImageMagick's `MagickCore/distort.c` (not only the Usage pages):
 

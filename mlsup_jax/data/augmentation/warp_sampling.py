@@ -2,7 +2,7 @@
 
 `map_coordinates` is the reference sampler (`scipy.ndimage.map_coordinates`, `order=1`);
 `bilinear_gather_table` + `gather` give the same values (tested) ~10× faster when one map is
-applied to many images, which is how `data/image_warps.py` uses them.
+applied to many images, which is how `data/augmentation/image_warps.py` uses them.
 
 Virtual pixels (source positions outside the image), ImageMagick's `-virtual-pixel`:
 
