@@ -1,8 +1,9 @@
 """The data section shared by the noisy-label methods (MCPM, MW-Net, PINT and their baselines).
 
 One pool of abdominal CT phantom slices is split by `data/sources/corruption.py`
-(`noisy_labels`) into a clean meta role (`num_meta` slices, MCPM / MW-Net's meta set; unused by PINT, so every method
-trains on the same images) and a training role in which a fraction r of the masks is corrupted.
+(`noisy_labels`) into a clean meta role (`num_meta` slices, MCPM / MW-Net's meta set; unused by
+PINT, so every method trains on the same images) and a training role in which a fraction r of
+the masks is corrupted.
 Evaluation uses clean labels of separate test slices, or of separate validation slices
 (`eval_split="val"`) for choosing hyper-parameters without looking at the test split.
 """
