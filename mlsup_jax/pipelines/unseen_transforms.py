@@ -5,9 +5,10 @@ For each validation-only transform of `data/augmentation/distortions.py`
 test images are transformed (evaluation transform `unseen_transform_image`, seeded per image)
 and scored by the trained detector. ACC = the fraction of them with score ≥ t*, where t* is the
 score's clean-protocol threshold from the untransformed evaluation (G-mean on the validation
-split): a detector that generalises beyond its training distortions flags them as novel. The thesis writes ACC as
-TN / (TN + FP) with the transformed images as the novel class (spec S5, Tables 4.5–4.6); which ID
-images it transformed is not stated — here, the ID images of the test split.
+split): a detector that generalises beyond its training distortions flags them as novel. The
+thesis writes ACC as TN / (TN + FP) with the transformed images as the novel class (spec S5,
+Tables 4.5–4.6); which ID images it transformed is not stated — here, the ID images of the test
+split.
 """
 
 from __future__ import annotations
