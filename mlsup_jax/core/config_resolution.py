@@ -1,8 +1,9 @@
 """Configs after command-line overrides: named sections replaced, validated, completed, locked.
 
 A method config (`configs/<method>.py`) is locked, except its **source sections** (every
-`config.data.*_source`, `config.data.streams.<name>.source`, their nested `base` sections) and
-stream `views`, which stay open for new fields so a source can be swapped on the command line.
+`config.data.*_source`, `config.data.streams.<name>.source`, their nested `base` sections), its
+`model` section (when it names a network) and stream `views`, which stay open for new fields so a
+source or a network can be swapped on the command line.
 `resolve_config` then makes one rule hold for every run:
 
 * **Changing a source's `name` replaces the whole section.** The fields the config file gave the
@@ -12,8 +13,9 @@ stream `views`, which stay open for new fields so a source can be swapped on the
   whatever fields the phantom had.
 * **Changing `model.name` keeps the fields the new network also has** (`num_classes`, `dtype`,
   `dropout_rate` …) and drops the others (logged).
-* Every source field must be an argument of its source (a typo is an error naming the accepted
-  fields), and the source's defaults are filled in, so `config.json` records every value used.
+* Every source field must be an argument of its source and every model field one of its network
+  (a typo is an error naming the accepted fields), and the source's defaults are filled in, so
+  `config.json` records every value used.
 
 The trainer resolves every config it runs (without overrides this only validates and fills in
 defaults), so Python and command-line runs behave alike.
@@ -79,6 +81,8 @@ def open_for_overrides(config: ml_collections.ConfigDict) -> ml_collections.Conf
   config.lock()
   for path in source_sections(config):
     _get(config, path).unlock()
+  if "model" in config and "name" in config.model and config.model.name in MODELS:
+    config.model.unlock()
   if "data" in config and "streams" in config.data:
     for name in config.data.streams.keys():
       if "views" in config.data.streams[name]:
