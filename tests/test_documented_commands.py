@@ -29,6 +29,8 @@ PLACEHOLDERS = {
   "=DIR2": "=/tmp/mlsup_doc_dir2",
   "=DIR": "=/tmp/mlsup_doc_dir",
   "=K ": "=3 ",
+  "_sS ": "_s0 ",
+  "seed=S": "seed=0",
   "=N ": "=3 ",
   "'(...)'": '\'("a", "b", "c")\'',
 }
