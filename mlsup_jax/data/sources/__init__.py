@@ -20,7 +20,8 @@ Readers (`sources/readers/`, one file per format):
 
 Wrappers over any source (their `base` is a source config or a built source, `as_source`):
 `index_subset` (`subset.py`), `relabel` (`relabel.py`), `noisy_labels` (`corruption.py`),
-`ood_split` (`ood_splits.py`). Phantoms: `mlsup_jax/data/phantoms/`.
+`ood_split` (`ood_splits.py`), `semi_supervised_split` (`labelled_split.py`). Phantoms:
+`mlsup_jax/data/phantoms/`.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ DATASETS = Registry(
     "relabel": "mlsup_jax.data.sources.relabel:RelabelSource",
     "noisy_labels": "mlsup_jax.data.sources.corruption:NoisyLabelSource",
     "ood_split": "mlsup_jax.data.sources.ood_splits:OodSplitSource",
+    "semi_supervised_split": "mlsup_jax.data.sources.labelled_split:SemiSupervisedSplit",
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
     "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
+    "phantom_cardiac": "mlsup_jax.data.phantoms.cardiac:CardiacPhantomSource",
     "phantom_radiograph": "mlsup_jax.data.phantoms.radiograph:ChestRadiographPhantomSource",
     "phantom_modality": "mlsup_jax.data.phantoms.modalities:ModalityPhantomSource",
     "phantom_ivc_filter": "mlsup_jax.data.phantoms.ivc_filter:IvcFilterPhantomSource",
