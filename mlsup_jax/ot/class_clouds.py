@@ -153,7 +153,8 @@ class ClassClouds:
 
   Attributes:
     points: `[S, M, D]` samples of class c in `points[c, :counts[c]]`, zeros after.
-    weights: `[S, M]` 1/counts[c] on real points, 0 on padding.
+    weights: `[S, M]` float64, 1/counts[c] on real points, 0 on padding (float64 so that the
+      float64 label costs are not limited by float32 weights; cast down where float32 is used).
     counts: `[S]` samples per class (after `max_per_class`); 1 for filler classes.
     num_classes: C ≤ S, the real classes (the first C slots).
   """
@@ -195,7 +196,7 @@ def class_clouds(
     raise ValueError(f"class_pad_size={size} is smaller than the largest class ({largest}).")
   slots = padded_size(num_classes)
   points = np.zeros((slots, size, features.shape[1]), np.float32)
-  weights = np.zeros((slots, size), np.float32)
+  weights = np.zeros((slots, size), np.float64)
   weights[num_classes:, 0] = 1.0  # Filler classes: one point at the origin.
   counts = np.ones(slots, np.int64)
   for c, rows in enumerate(members):

@@ -177,7 +177,8 @@ def exact_label_costs(
   """
   slots = clouds.points.shape[0]
   rows, cols = _upper_pairs(slots)
-  points, weights = clouds.points, clouds.weights
+  # Entropic OT runs in float32 (the jitted solver's dtype), weights included.
+  points, weights = clouds.points, clouds.weights.astype(np.float32)
   selves = jax.device_get(_self_terms(points, weights, epsilon, settings))
   accelerated = settings.adaptive_momentum
   pairs = jax.device_get(_pair_terms(points, weights, rows, cols, epsilon, settings, accelerated))
