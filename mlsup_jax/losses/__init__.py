@@ -45,6 +45,9 @@ LOSSES = Registry(
     "pseudo_label_mse": LossTerm(
       "mlsup_jax.losses.consistency:pseudo_label_mse", ("logits", "target_probs")
     ),
+    "pseudo_label_ce": LossTerm(
+      "mlsup_jax.losses.consistency:pseudo_label_ce", ("logits", "target_probs")
+    ),
     "reconstruction_mse": LossTerm(
       f"{_ANOMALY}:reconstruction_mse", ("reconstruction",), ("image",)
     ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mlsup_jax.losses.segmentation import reduce_pixels
+from mlsup_jax.losses.segmentation import cross_entropy, reduce_pixels
 
 
 def class_probabilities(logits: jax.Array) -> jax.Array:
@@ -59,3 +59,33 @@ def pseudo_label_mse(*, outputs: dict, batch: dict, reduction: str = "mean"):
   """
   per_pixel = probability_mse(outputs["logits"], outputs["target_probs"])
   return reduce_pixels(per_pixel, batch, reduction, "pseudo_label_mse")
+
+
+def pseudo_label_ce(*, outputs: dict, batch: dict, reduction: str = "mean"):
+  """Cross-entropy of the student against the teacher's hard labels (argmax of `target_probs`).
+
+  FixMatch's and cross pseudo supervision's unsupervised loss; the confidence mask is the
+  method's (a per-pixel weight).
+
+  Args:
+    outputs: `logits: [B, *S, K]`, `target_probs: [B, *S, max(K, 2)]`.
+    batch: optional `valid: [B]`.
+    reduction: "mean" or "none" (`[B, *S]`).
+
+  Returns:
+    `(loss, {"pseudo_label_ce": mean loss})`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.losses.consistency import pseudo_label_ce
+    >>> target = jnp.array([[[0.9, 0.1]]])  # [B=1, 1 pixel, 2 classes]: label 0
+    >>> loss, _ = pseudo_label_ce(outputs={"logits": jnp.zeros((1, 1, 2)), "target_probs": target},
+    ...                           batch={})
+    >>> round(float(loss), 4)  # ln 2
+    0.6931
+  """
+  labels = jnp.argmax(outputs["target_probs"], axis=-1)
+  per_pixel, _ = cross_entropy(
+    outputs={"logits": outputs["logits"]}, batch={"label": labels}, reduction="none"
+  )
+  return reduce_pixels(per_pixel, batch, reduction, "pseudo_label_ce")

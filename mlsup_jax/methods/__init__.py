@@ -17,6 +17,7 @@ METHODS = Registry(
     "reconstruction_detector": "mlsup_jax.methods.reconstruction_detector:ReconstructionDetector",
     "mcpm": "mlsup_jax.methods.mcpm:McpmMethod",
     "pint": "mlsup_jax.methods.pint:PintMethod",
+    "semi_supervised": "mlsup_jax.methods.semi_supervised:SemiSupervisedMethod",
     "image_classifier": "mlsup_jax.methods.image_classifier:ImageClassifierMethod",
   },
 )

@@ -90,9 +90,22 @@ def _train(config: ml_collections.ConfigDict, workdir: str, what: str) -> dict:
   return trainer.train_and_evaluate(config, workdir)
 
 
+def _seeded(config: ml_collections.ConfigDict, seed: int) -> ml_collections.ConfigDict:
+  """A copy of a training config whose model and data-order seeds are the study's `seed`."""
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    config.seed = int(seed)
+    config.data.seed = int(seed)
+  return config
+
+
 def detector_config(config: ml_collections.ConfigDict, class_id: int) -> ml_collections.ConfigDict:
-  """`config.detector` with its data: a one-vs-rest split of the internal set, ID = `class_id`."""
-  detector = copy.deepcopy(config.detector)
+  """`config.detector` with its data: a one-vs-rest split of the internal set, ID = `class_id`.
+
+  `config.seed` seeds the split, the detector's initialisation and its data order, so
+  `--config.seed=S` reruns the whole study with another seed.
+  """
+  detector = _seeded(config.detector, config.seed)
   split = {
     "name": "ood_split",
     "base": config.internal.to_dict(),
@@ -211,7 +224,7 @@ def evaluate_levels(
 ) -> list[dict]:
   """Classifiers and OTDD for every level TOP k … TOP 1 (module docstring, steps 4–5)."""
   internal_cls_dir = os.path.join(workdir, "classifier_internal")
-  internal_cls = copy.deepcopy(config.classifier)
+  internal_cls = _seeded(config.classifier, config.seed)
   with internal_cls.unlocked():
     internal_cls.data.train_source = config.internal.to_dict()
     internal_cls.data.eval_source = config.internal_test.to_dict()
@@ -235,7 +248,7 @@ def evaluate_levels(
       row["removed_shifted"] = int(shifted.sum() - shifted[kept].sum())
       row["kept_shifted_fraction"] = float(shifted[kept].mean())
     _log("level TOP%d: %d kept, %d removed", j, row["kept"], row["removed"])
-    retrained = copy.deepcopy(config.classifier)
+    retrained = _seeded(config.classifier, config.seed)
     with retrained.unlocked():
       retrained.data.train_source = subset
       retrained.data.eval_source = config.internal_test.to_dict()

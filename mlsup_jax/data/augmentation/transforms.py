@@ -102,6 +102,19 @@ class RandomBrightness(grain.transforms.RandomMap):
 
 
 @dataclasses.dataclass(frozen=True)
+class RandomGaussianNoise(grain.transforms.RandomMap):
+  """Adds `N(0, σ²)` to the image, σ drawn uniformly in `[0, std]` per example (a strong view)."""
+
+  std: float
+
+  def random_map(self, example, rng: np.random.Generator):
+    image = np.asarray(example["image"], np.float32)
+    sigma = np.float32(rng.uniform(0.0, self.std))
+    noise = rng.standard_normal(image.shape).astype(np.float32) * sigma
+    return {**example, "image": image + noise}
+
+
+@dataclasses.dataclass(frozen=True)
 class RandomCrop(grain.transforms.RandomMap):
   """A random `size`-sided crop of every spatial array (all spatial dims the same size)."""
 
@@ -129,6 +142,7 @@ TRANSFORMS = Registry(
     "replicate_channels": lambda c: ReplicateChannels(copies=c.in_channels),
     "random_dihedral": lambda c: RandomDihedral(spatial_dims=c.spatial_dims),
     "random_brightness": lambda c: RandomBrightness(delta=c.brightness_delta),
+    "random_noise": lambda c: RandomGaussianNoise(std=c.noise_std),
     "random_crop": lambda c: RandomCrop(size=c.crop_size, spatial_dims=c.spatial_dims),
     "tend_distortion": lambda c: TendDistortion(preset=c.distortion_preset),
     "unseen_transform": lambda c: UnseenTransform(name=c.unseen_transform),

@@ -1,0 +1,140 @@
+r"""Semi-supervised segmentation on the ACDC-like cardiac phantom: one base, the usual baselines.
+
+Train and evaluate (1 labelled patient, mean teacher):
+  python -m launch.train --config=configs/semi_supervised.py --workdir=runs/mt
+  python -m launch.train --config=configs/semi_supervised.py:kind=labelled_only --workdir=runs/lo
+  python -m launch.train --config=configs/semi_supervised.py:kind=fixmatch,labelled=3 --workdir=runs/f
+Smoke run (seconds on a CPU):
+  python -m launch.train --config=configs/semi_supervised.py:smoke --workdir=runs/ssl_smoke
+Your own data: replace both roles' base (a labelled source whose examples group into patients by
+`patient_ids` / `case_ids`), e.g.
+  ... --config.data.train_source.base.name=nifti_folder --config.data.train_source.base.root=DIR \
+      --config.data.streams.unlabelled.source.base.name=nifti_folder \
+      --config.data.streams.unlabelled.source.base.root=DIR
+
+Options after the colon (comma-separated):
+  kind=labelled_only|mean_teacher|uamt|fixmatch|cps  the method (default mean_teacher);
+  labelled=N      labelled training patients (default 1; the analogue of ACDC's 1 / 3 / 7);
+  eval=test|val   evaluate on the test patients (default) or on the validation patients;
+  smoke           a tiny run for tests.
+
+Data: 20 training patients of 8 slices (48², base to apex; `data/phantoms/cardiac.py`), the first
+`labelled` of them labelled (`semi_supervised_split`), the others unlabelled; 3 validation and 6
+test patients (fixed, disjoint by patient). Each step: 4 labelled and 8 unlabelled slices (1 : 2),
+flips and rotations (the weak view), and a strong photometric view of the unlabelled slices
+(brightness and noise).
+"""
+
+import ml_collections
+
+from configs.sections import common
+from mlsup_jax import losses
+from mlsup_jax.data.phantoms.cardiac import CardiacPhantomSource
+from mlsup_jax.methods.semi_supervised import KINDS, LOSS_ROLES
+
+# The unsupervised term each kind uses by default (soft targets for the teachers, hard labels
+# for FixMatch and CPS).
+UNSUPERVISED = {
+  "labelled_only": "pseudo_label_mse",
+  "mean_teacher": "pseudo_label_mse",
+  "uamt": "pseudo_label_mse",
+  "fixmatch": "pseudo_label_ce",
+  "cps": "pseudo_label_ce",
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  flags, values = common.parse_arg(
+    arg, flags={"smoke"}, values={"kind": "mean_teacher", "labelled": "1", "eval": "test"}
+  )
+  kind, smoke = values["kind"], "smoke" in flags
+  if kind not in KINDS:
+    raise ValueError(f"Unknown kind {kind!r}; expected one of {KINDS}.")
+  if values["eval"] not in ("test", "val"):
+    raise ValueError(f"eval must be 'test' or 'val', got {values['eval']!r}.")
+  labelled = int(values["labelled"])
+  if smoke:
+    size, slices, train_patients, test_patients, steps = 32, 4, 4, 2, 6
+  else:
+    size, slices, train_patients, test_patients, steps = 48, 8, 20, 6, 800
+
+  config = ml_collections.ConfigDict()
+  config.method = "semi_supervised"
+  config.seed = 0
+  config.model = ml_collections.ConfigDict(
+    {
+      "name": "unet",
+      "num_classes": CardiacPhantomSource.NUM_CLASSES,
+      "features": (8, 16) if smoke else (16, 32, 64),
+      "dropout_rate": 0.0,
+      "dtype": "float32",
+    }
+  )
+  config.loss = losses.roles_section(
+    LOSS_ROLES,
+    {
+      "supervised": {"cross_entropy": 1.0, "soft_dice": 1.0},
+      "unsupervised": {UNSUPERVISED[kind]: 1.0},
+    },
+    {"supervised": {"soft_dice": {"include_background": False}}},
+  )
+  config.optimizer = common.optimizer("adamw", learning_rate=1e-3, weight_decay=1e-4)
+  config.optimizer.schedule = "constant" if smoke else "cosine"
+  config.semi = ml_collections.ConfigDict(
+    {
+      "kind": kind,
+      # λ(t) = unsup_weight · exp(−5 (1 − t / rampup_steps)²) (SSL4MIS: 0.1 over 40 % of the run).
+      "unsup_weight": 0.1 if kind in ("mean_teacher", "uamt") else 1.0,
+      "rampup_steps": max(steps * 2 // 5, 1),
+      "ema_decay": 0.99,  # mean teacher / UA-MT
+      "num_passes": 2 if smoke else 4,  # UA-MT's teacher passes
+      "threshold": 0.95,  # FixMatch's confidence
+      "cutmix": kind == "fixmatch",
+      "cutmix_min": 0.25,
+      "cutmix_max": 0.5,
+    }
+  )
+  phantom = {"name": "phantom_cardiac", "slices": slices, "image_size": size, "seed": 0}
+  train = {**phantom, "split": "train", "num_patients": train_patients}
+
+  def split(role):
+    return {"name": "semi_supervised_split", "base": train, "role": role, "num_labelled": labelled}
+
+  evaluation = (
+    {**phantom, "split": "test", "num_patients": test_patients}
+    if values["eval"] == "test"
+    else {**phantom, "split": "val", "num_patients": 3}
+  )
+  config.data = ml_collections.ConfigDict(
+    {
+      "train_source": split("labelled"),
+      "eval_source": evaluation,
+      "streams": {
+        "unlabelled": common.stream(
+          split("unlabelled"),
+          8,
+          ("random_dihedral",),
+          require_label=False,
+          views={"strong": ("random_brightness", "random_noise")},
+        )
+      },
+      "batch_size": 4,
+      "seed": 0,
+      "spatial_dims": 2,
+      "num_classes": CardiacPhantomSource.NUM_CLASSES,
+      "class_names": CardiacPhantomSource.CLASS_NAMES,
+      "require_label": True,
+      "train_transforms": ("random_dihedral",),
+      "eval_transforms": (),
+      "brightness_delta": 0.3,
+      "noise_std": 0.1,
+      "worker_count": 0,
+      "read_threads": 2,
+    }
+  )
+  config.train = common.train(
+    num_steps=steps, log_every=2 if smoke else 50, checkpoint_every=3 if smoke else 400
+  )
+  config.eval = ml_collections.ConfigDict({"batch_size": 8, "missed_distance": "exclude"})
+  config.mesh = common.mesh()
+  return common.finalize(config)

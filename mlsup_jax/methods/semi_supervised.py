@@ -1,0 +1,303 @@
+"""Semi-supervised segmentation on one base: a labelled and an unlabelled stream, pseudo-labels.
+
+Data: the main stream is labelled (`image`, `label`); the stream `unlabelled` holds `image` (the
+weak view: the stream's transforms, e.g. flips) and `image_strong` (a photometric view of the
+same pixels). Both usually come from one source split by patient (`semi_supervised_split`).
+Every step: the supervised loss (`config.loss.supervised`, CE + Dice) on the labelled batch, plus
+`λ(t) ·` the unsupervised loss (`config.loss.unsupervised`, per pixel, weighted by a confidence
+mask) of the student on the strong view against targets from the weak view, with
+`λ(t) = semi.unsup_weight · exp(−5 (1 − t/T)²)` (UA-MT's ramp over `semi.rampup_steps`).
+`semi.kind` picks where targets come from — the baselines users compare with:
+
+* `labelled_only`: no unsupervised term (the unlabelled stream is read and ignored, so the data
+  and the labelled batches are the same as for the other kinds);
+* `mean_teacher` (Tarvainen & Valpola 2017): an EMA teacher's probabilities, every pixel
+  (`pseudo_label_mse` by default);
+* `uamt` (Yu et al. 2019, UA-MT): the EMA teacher's mean over `semi.num_passes` noisy passes,
+  only where its entropy is below `τ(t) = (¾ + ¼ r(t)) ln K` (the PINT machinery,
+  `ood/uncertainty.py`);
+* `fixmatch` (Sohn et al. 2020): the student's own prediction on the weak view (no gradient),
+  hard labels where its confidence is ≥ `semi.threshold` (`pseudo_label_ce` as the loss);
+* `cps` (Chen et al. 2021, cross pseudo supervision): two students `a`, `b` with their own
+  initialisations; each learns from the other's hard labels on the unlabelled batch (and both
+  from the labelled one); `a` is evaluated.
+
+`semi.cutmix`: the strong views and their targets (and masks) are mixed pairwise between
+unlabelled images (image i with i+1) inside one random box per pair, the box's area a uniform
+fraction in `[semi.cutmix_min, semi.cutmix_max]` — fixed shapes, inside the jitted step.
+Carried state: `extra = {"teacher": EMA params}` (mean teacher, UA-MT) or `{"b": params of the
+second network}` (CPS). Evaluation (the teacher for MT / UA-MT, as their papers report; network
+`a` for CPS; the student otherwise): Dice, IoU, HD95, HD, ASD per class and mean — per patient
+volume when the examples carry `patient` and `slice` (`metrics/segmentation.multiclass_report`
+over the stacked slices), else per slice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mlsup_jax import losses
+from mlsup_jax.core import teacher
+from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Stage
+from mlsup_jax.core.networks import apply_network, init_network
+from mlsup_jax.core.optimizers import build_optimizer
+from mlsup_jax.core.state import TrainState
+from mlsup_jax.losses.consistency import class_probabilities
+from mlsup_jax.losses.segmentation import weighted_pixel_mean
+from mlsup_jax.methods.segmentation import evaluation_class_names, predicted_classes
+from mlsup_jax.metrics import segmentation
+from mlsup_jax.nn import build_model
+from mlsup_jax.ood import uncertainty
+
+KINDS = ("labelled_only", "mean_teacher", "uamt", "fixmatch", "cps")
+UNLABELLED = "unlabelled"
+LOSS_ROLES = {
+  "supervised": losses.LossRole(outputs=("logits",)),
+  "unsupervised": losses.LossRole(outputs=("logits", "target_probs"), per_pixel=True, stream=None),
+}
+
+
+def cutmix_boxes(rng: jax.Array, batch: int, spatial, low: float, high: float) -> jax.Array:
+  """`[B, *S]` float masks, 1 inside one random box per image (area fraction in [low, high])."""
+  area_rng, centre_rng = jax.random.split(rng)
+  area = jax.random.uniform(area_rng, (batch,), minval=low, maxval=high)
+  side = area ** (1.0 / len(spatial))  # the box's side as a fraction of each axis
+  centre = jax.random.uniform(centre_rng, (batch, len(spatial)))
+  inside = jnp.ones((batch, *spatial), bool)
+  for axis, n in enumerate(spatial):
+    coord = (jnp.arange(n, dtype=jnp.float32) + 0.5) / n
+    shape = [1] * len(spatial)
+    shape[axis] = n
+    coord = coord.reshape(shape)[None]
+    lo = (centre[:, axis] - side / 2).reshape((-1,) + (1,) * len(spatial))
+    hi = (centre[:, axis] + side / 2).reshape((-1,) + (1,) * len(spatial))
+    inside = inside & (coord >= lo) & (coord < hi)
+  return inside.astype(jnp.float32)
+
+
+def mix(x: jax.Array, box: jax.Array) -> jax.Array:
+  """`x [B, *S, …]` with the inside of `box [B, *S]` taken from the next image (i + 1 mod B)."""
+  other = jnp.roll(x, -1, axis=0)
+  box = box.reshape(box.shape + (1,) * (x.ndim - box.ndim))
+  return box * other + (1.0 - box) * x
+
+
+class SemiSupervisedMethod:
+  """The semi-supervised base and its baselines (module docstring)."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    semi = config.semi
+    if semi.kind not in KINDS:
+      raise ValueError(f"Unknown semi.kind {semi.kind!r}; expected one of {KINDS}.")
+    if not 0.0 <= float(semi.ema_decay) < 1.0:
+      raise ValueError(f"semi.ema_decay must lie in [0, 1), got {semi.ema_decay}.")
+    if not 0.0 < float(semi.cutmix_min) <= float(semi.cutmix_max) <= 1.0:
+      raise ValueError("semi.cutmix_min / cutmix_max must satisfy 0 < min ≤ max ≤ 1.")
+    losses.check_loss_config(config.loss, LOSS_ROLES)
+    self.loss_roles = LOSS_ROLES
+    self.model = build_model(config.model, spatial_dims=config.data.spatial_dims)
+    self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
+    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    self.batch_keys = BatchKeys(
+      train={MAIN_STREAM: ("image", "label"), UNLABELLED: ("image", "image_strong")},
+      eval=("image", "label"),
+    ).with_losses(config.loss, LOSS_ROLES)
+
+  # ------------------------------------------------------------------------------ state
+
+  def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
+    a_rng, b_rng = jax.random.split(rng)
+    params, model_state = init_network(self.model, a_rng, example_batch["image"])
+    extra = {}
+    if self.config.semi.kind in ("mean_teacher", "uamt"):
+      extra = {"teacher": jax.tree.map(jnp.copy, params)}
+    elif self.config.semi.kind == "cps":
+      if jax.tree.leaves(model_state):
+        raise ValueError(
+          "semi.kind=cps trains two networks with one non-trainable state: use a network "
+          f"without BatchNorm (e.g. the U-Net), not {self.config.model.name!r}."
+        )
+      params = {"a": params, "b": init_network(self.model, b_rng, example_batch["image"])[0]}
+    return TrainState.create(
+      params=params, optimizer=self.optimizer, model_state=model_state, extra=extra
+    )
+
+  def logits(self, params, state: TrainState, image: jax.Array, rng, train: bool = True):
+    rngs = None if rng is None else {"dropout": rng}
+    outputs, model_state = apply_network(
+      self.model, params, state.model_state, image, train=train, rngs=rngs
+    )
+    return outputs, model_state
+
+  # ------------------------------------------------------------------------------ targets
+
+  def targets(self, state: TrainState, unlabelled: dict, rng: jax.Array, step: jax.Array):
+    """`(target_probs [B, *S, K'], confidence mask [B, *S])` from the weak view; no gradient."""
+    semi, image = self.config.semi, unlabelled["image"]
+    kind = semi.kind
+    if kind == "mean_teacher":
+      logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
+      probs = class_probabilities(logits)
+      mask = jnp.ones(probs.shape[:-1], jnp.float32)
+    elif kind == "uamt":
+
+      def predict(x, key):
+        return class_probabilities(self.logits(state.extra["teacher"], state, x, key)[0])
+
+      passes = uncertainty.perturbed_predictions(
+        predict, image, rng, num_passes=int(semi.num_passes), noise_std=0.1, noise_clip=0.2
+      )
+      probs, entropy = uncertainty.mean_and_entropy(passes)
+      ramp = teacher.sigmoid_rampup(step, int(semi.rampup_steps))
+      tau = (0.75 + 0.25 * ramp) * math.log(probs.shape[-1])
+      mask = (entropy < tau).astype(jnp.float32)
+    elif kind == "fixmatch":
+      logits, _ = self.logits(state.params, state, image, rng, train=False)
+      probs = class_probabilities(logits)
+      mask = (jnp.max(probs, axis=-1) >= float(semi.threshold)).astype(jnp.float32)
+    else:
+      raise ValueError(f"{kind} has no single target network.")
+    return jax.lax.stop_gradient(probs), jax.lax.stop_gradient(mask)
+
+  # ------------------------------------------------------------------------------ losses
+
+  def supervised(self, logits: jax.Array, batch: dict, role_metrics: dict, prefix: str = ""):
+    loss, metrics = losses.weighted_sum(
+      self.config.loss.supervised, outputs={"logits": logits}, batch=batch, role="supervised"
+    )
+    losses.merge_metrics(role_metrics, {prefix + k: v for k, v in metrics.items()}, "supervised")
+    return loss
+
+  def unsupervised(self, logits, target_probs, mask, metrics: dict, prefix: str = ""):
+    per_pixel, term_metrics = losses.weighted_sum(
+      self.config.loss.unsupervised,
+      outputs={"logits": logits, "target_probs": target_probs},
+      batch={},
+      per_pixel=True,
+      role="unsupervised",
+    )
+    losses.merge_metrics(metrics, {prefix + k: v for k, v in term_metrics.items()}, "unsup")
+    return weighted_pixel_mean(per_pixel, mask)
+
+  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
+    """`batch: image, label [B, *S]` + `unlabelled: image, image_strong` → state, metrics."""
+    semi = self.config.semi
+    target_rng, mix_rng, student_rng = jax.random.split(rng, 3)
+    unlabelled = batch[UNLABELLED]
+    ramp = teacher.sigmoid_rampup(state.step, int(semi.rampup_steps))
+    weight = float(semi.unsup_weight) * ramp
+    strong = unlabelled["image_strong"]
+    box = None
+    if semi.cutmix:
+      box = cutmix_boxes(
+        mix_rng, strong.shape[0], strong.shape[1:-1], semi.cutmix_min, semi.cutmix_max
+      )
+      strong = mix(strong, box)
+    if semi.kind == "cps":
+      return self._cps_step(state, batch, strong, box, weight, student_rng)
+    uses_targets = semi.kind != "labelled_only"
+    if uses_targets:
+      target, mask = self.targets(state, unlabelled, target_rng, state.step)
+      if box is not None:
+        target, mask = mix(target, box), mix(mask, box)
+
+    def loss_fn(params):
+      metrics = {}
+      logits, model_state = self.logits(params, state, batch["image"], student_rng)
+      loss = self.supervised(logits, batch, metrics)
+      if uses_targets:
+        student_state = state.replace(model_state=model_state)
+        student, model_state = self.logits(params, student_state, strong, student_rng)
+        unsup = self.unsupervised(student, target, mask, metrics)
+        metrics["unsupervised_loss"] = unsup
+        metrics["confident_fraction"] = jnp.mean(mask)
+        loss = loss + weight * unsup
+      return loss, (metrics, model_state)
+
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    gamma = teacher.ema_decay(state.step, float(semi.ema_decay))
+    state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=model_state)
+    if semi.kind in ("mean_teacher", "uamt"):
+      state = state.replace(
+        extra={"teacher": teacher.ema_update(state.extra["teacher"], state.params, gamma)}
+      )
+    losses.merge_metrics(metrics, {"loss": loss, "unsupervised_weight": weight}, "semi")
+    return state, metrics
+
+  def _cps_step(self, state, batch, strong, box, weight, rng):
+    """Cross pseudo supervision: each network learns from the other's hard labels."""
+    a_rng, b_rng = jax.random.split(rng)
+
+    def loss_fn(params):
+      metrics, total = {}, 0.0
+      logits_u = {}
+      for name, key in (("a", a_rng), ("b", b_rng)):
+        logits, _ = self.logits(params[name], state, batch["image"], key)
+        total = total + self.supervised(logits, batch, metrics, prefix=f"{name}/")
+        logits_u[name], _ = self.logits(params[name], state, strong, key)
+      for name, other in (("a", "b"), ("b", "a")):
+        target = jax.lax.stop_gradient(class_probabilities(logits_u[other]))
+        mask = jnp.ones(target.shape[:-1], jnp.float32)
+        unsup = self.unsupervised(logits_u[name], target, mask, metrics, prefix=f"{name}/")
+        total = total + weight * unsup
+      return total, metrics
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, optimizer=self.optimizer)
+    del box  # The mixed strong view is already in `strong`; CPS's targets are computed on it.
+    losses.merge_metrics(metrics, {"loss": loss, "unsupervised_weight": weight}, "semi")
+    return state, metrics
+
+  # ------------------------------------------------------------------------------ evaluation
+
+  def eval_params(self, state: TrainState):
+    kind = self.config.semi.kind
+    if kind in ("mean_teacher", "uamt"):
+      return state.extra["teacher"]
+    if kind == "cps":
+      return state.params["a"]
+    return state.params
+
+  def eval_step(self, state: TrainState, batch: dict, rng: jax.Array) -> dict:
+    del rng
+    logits, _ = self.logits(self.eval_params(state), state, batch["image"], None, train=False)
+    outputs = {"pred": predicted_classes(logits), "label": batch["label"]}
+    for key in ("patient", "slice"):
+      if key in batch:
+        outputs[key] = batch[key]
+    return outputs
+
+  def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
+    del workdir
+    pred, label = outputs["pred"], outputs["label"]
+    if "patient" in outputs and "slice" in outputs:
+      pred, label = volumes(pred, label, outputs["patient"], outputs["slice"])
+    return segmentation.multiclass_report(
+      pred,
+      label,
+      evaluation_class_names(self.config),
+      missed_distance=self.config.eval.missed_distance,
+    )
+
+
+def volumes(pred, label, patient, slice_index):
+  """Slices `[N, H, W]` stacked into patient volumes `[P, D, H, W]` (in slice order).
+
+  Raises:
+    ValueError: when patients have different numbers of slices.
+  """
+  patient, slice_index = np.asarray(patient), np.asarray(slice_index)
+  ids = np.unique(patient)
+  counts = {int(p): int(np.sum(patient == p)) for p in ids}
+  if len(set(counts.values())) != 1:
+    raise ValueError(f"Patients have different slice counts {counts}; cannot stack volumes.")
+  order = np.lexsort((slice_index, patient))
+  depth = counts[int(ids[0])]
+  shape = (len(ids), depth, *np.shape(pred)[1:])
+  return np.asarray(pred)[order].reshape(shape), np.asarray(label)[order].reshape(shape)
