@@ -3,7 +3,8 @@ r"""Semi-supervised segmentation on the ACDC-like cardiac phantom: one base, the
 Train and evaluate (1 labelled patient, mean teacher):
   python -m launch.train --config=configs/semi_supervised.py --workdir=runs/mt
   python -m launch.train --config=configs/semi_supervised.py:kind=labelled_only --workdir=runs/lo
-  python -m launch.train --config=configs/semi_supervised.py:kind=fixmatch,labelled=3 --workdir=runs/f
+  python -m launch.train --config=configs/semi_supervised.py:kind=fixmatch,labelled=3 \
+      --workdir=runs/fm
 Smoke run (seconds on a CPU):
   python -m launch.train --config=configs/semi_supervised.py:smoke --workdir=runs/ssl_smoke
 Your own data: replace both roles' base (a labelled source whose examples group into patients by
