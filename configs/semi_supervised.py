@@ -16,8 +16,12 @@ Your own data: replace both roles' base (a labelled source whose examples group 
 Options after the colon (comma-separated):
   kind=labelled_only|mean_teacher|uamt|fixmatch|cps  the method (default mean_teacher);
   labelled=N      labelled training patients (default 1; the analogue of ACDC's 1 / 3 / 7);
-  eval=test|val   evaluate on the test patients (default) or on the validation patients;
   smoke           a tiny run for tests.
+
+Model selection: `python -m launch.semi_supervised` (the study) evaluates every kept checkpoint
+on the validation patients (`data.selection_source`), picks the best by `eval.select`, and tests
+only that one (`pipelines/model_selection.py`); `launch.train` alone reports the last step on
+the test patients.
 
 Data: 20 training patients of 8 slices (48², base to apex; `data/phantoms/cardiac.py`), the first
 `labelled` of them labelled (`semi_supervised_split`), the others unlabelled; 3 validation and 6
@@ -46,18 +50,16 @@ UNSUPERVISED = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke"}, values={"kind": "mean_teacher", "labelled": "1", "eval": "test"}
+    arg, flags={"smoke"}, values={"kind": "mean_teacher", "labelled": "1"}
   )
   kind, smoke = values["kind"], "smoke" in flags
   if kind not in KINDS:
     raise ValueError(f"Unknown kind {kind!r}; expected one of {KINDS}.")
-  if values["eval"] not in ("test", "val"):
-    raise ValueError(f"eval must be 'test' or 'val', got {values['eval']!r}.")
   labelled = int(values["labelled"])
   if smoke:
-    size, slices, train_patients, test_patients, steps = 32, 4, 4, 2, 6
+    size, slices, train_patients, val_patients, test_patients, steps = 32, 4, 4, 1, 2, 6
   else:
-    size, slices, train_patients, test_patients, steps = 48, 8, 20, 6, 800
+    size, slices, train_patients, val_patients, test_patients, steps = 48, 8, 20, 3, 6, 800
 
   config = ml_collections.ConfigDict()
   config.method = "semi_supervised"
@@ -101,15 +103,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   def split(role):
     return {"name": "semi_supervised_split", "base": train, "role": role, "num_labelled": labelled}
 
-  evaluation = (
-    {**phantom, "split": "test", "num_patients": test_patients}
-    if values["eval"] == "test"
-    else {**phantom, "split": "val", "num_patients": 3}
-  )
   config.data = ml_collections.ConfigDict(
     {
       "train_source": split("labelled"),
-      "eval_source": evaluation,
+      "eval_source": {**phantom, "split": "test", "num_patients": test_patients},
+      "selection_source": {**phantom, "split": "val", "num_patients": val_patients},
       "streams": {
         "unlabelled": common.stream(
           split("unlabelled"),
@@ -133,9 +131,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "read_threads": 2,
     }
   )
+  # Every checkpoint is kept for model selection on the validation patients.
   config.train = common.train(
-    num_steps=steps, log_every=2 if smoke else 50, checkpoint_every=3 if smoke else 400
+    num_steps=steps, log_every=2 if smoke else 50, checkpoint_every=3 if smoke else 100
   )
-  config.eval = ml_collections.ConfigDict({"batch_size": 8, "missed_distance": "exclude"})
+  config.train.keep_checkpoints = steps // config.train.checkpoint_every
+  config.eval = ml_collections.ConfigDict(
+    {
+      "batch_size": 8,
+      "missed_distance": "exclude",
+      # Nominal voxel size in mm (slice, row, column): ACDC-like 10 mm slices; the phantom's
+      # field of view is ~290 mm, so 48 px are 6 mm each (smoke: 32 px of 9 mm).
+      "spacing": (10.0, 288.0 / size, 288.0 / size),
+      "select": {"metric": "dice", "mode": "max"},
+    }
+  )
   config.mesh = common.mesh()
   return common.finalize(config)

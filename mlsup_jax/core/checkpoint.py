@@ -56,13 +56,21 @@ class Checkpointer:
     workdir: the run's directory.
     config: the resolved config; stored with every checkpoint and as `<workdir>/config.json`.
     max_to_keep: how many recent checkpoints to keep.
+    write_config: write `<workdir>/config.json` (False when only reading, e.g. evaluating a
+      finished run on another source, so the run's own config stays as trained).
   """
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict, max_to_keep: int = 3):
+  def __init__(
+    self,
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    max_to_keep: int = 3,
+    write_config: bool = True,
+  ):
     quiet_orbax_logs()
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._config_json = json.loads(config.to_json_best_effort())
-    if jax.process_index() == 0:
+    if write_config and jax.process_index() == 0:
       os.makedirs(workdir, exist_ok=True)
       with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(self._config_json, f, indent=2, sort_keys=True)
@@ -73,6 +81,10 @@ class Checkpointer:
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """The steps of every kept checkpoint, ascending."""
+    return sorted(int(s) for s in self._manager.all_steps())
 
   def save(self, step: int, state, data_state: dict, stage_index: int) -> None:
     """Saves if `state` is finite; raises `FloatingPointError` (keeping older ones) otherwise."""

@@ -72,7 +72,9 @@ def evaluate_checkpoint(
   """
   run = RunSetup(config)
   config = run.config
-  checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
+  checkpointer = Checkpointer(
+    workdir, config, max_to_keep=config.train.keep_checkpoints, write_config=False
+  )
   try:
     step = checkpointer.latest_step() if step is None else step
     if step is None:

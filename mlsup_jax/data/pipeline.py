@@ -21,7 +21,11 @@ position, so the checkpointed iterator state (the main stream's) resumes every s
 very next batch.
 
 A named stream with `require_label=False` is unlabelled: labels its source happens to have are
-dropped (said once in the log), so they can neither leak into training nor fail validation.
+dropped (said once in the log), so they can neither leak into training nor fail validation; its
+source's class map is ignored with them. Every *labelled* stream and the evaluation sources must
+agree on the class map where their sources declare one (`class_names`): a mismatch is a
+`DataError` naming both, before anything is compiled. An empty source is a `DataError` too
+(`build_source`).
 
 **Views** are photometric: `views.<view> = (transforms…)` runs those transforms on a copy of the
 (transformed) example with its own random draws and keeps only the result's image, as
@@ -216,9 +220,39 @@ def _validated(dataset, where: str, data_config, require_label: bool) -> grain.M
   )
 
 
-def _stream_batches(spec: StreamSpec, data_config, seed: int) -> grain.MapDataset:
+def source_class_names(source) -> tuple[str, ...] | None:
+  """The class map a source declares (`class_names` or `CLASS_NAMES`), else None."""
+  for name in ("class_names", "CLASS_NAMES"):
+    names = getattr(source, name, None)
+    if names is not None:
+      return tuple(str(n) for n in names)
+  return None
+
+
+def check_class_maps(named_sources) -> None:
+  """Raises `DataError` when labelled sources declare different class maps.
+
+  Args:
+    named_sources: `(where, source)` pairs of labelled sources (streams, evaluation sources).
+  """
+  first = None
+  for where, source in named_sources:
+    names = source_class_names(source)
+    if names is None:
+      continue
+    if first is None:
+      first = (where, names)
+    elif names != first[1]:
+      raise DataError(
+        f"{where} labels its classes {list(names)}, but {first[0]} labels them "
+        f"{list(first[1])}: labelled streams and evaluation sources must share one class map "
+        "(relabel one of them, e.g. with a `relabel` source)."
+      )
+
+
+def _stream_batches(spec: StreamSpec, data_config, seed: int, source=None) -> grain.MapDataset:
   """Validated, shuffled (`seed`), endlessly repeated, augmented (`seed + 1`), viewed, batched."""
-  source = build_source(spec.source)
+  source = build_source(spec.source) if source is None else source
   where = f"{spec.where} ({spec.source['name']!r})"
   dataset = grain.MapDataset.source(source)
   if spec.name != MAIN_STREAM and not spec.require_label:
@@ -260,9 +294,21 @@ def train_dataset(data_config: ml_collections.ConfigDict) -> grain.MapDataset:
   docstring).
   """
   specs = stream_specs(data_config)
-  dataset = _stream_batches(specs[0], data_config, data_config.seed)
-  for position, spec in enumerate(specs[1:]):
-    stream = _stream_batches(spec, data_config, derived_seed(data_config.seed, position))
+  sources = [build_source(spec.source) for spec in specs]
+  labelled = [
+    (f"{spec.where} ({spec.source['name']!r})", source)
+    for spec, source in zip(specs, sources, strict=True)
+    if spec.require_label or spec.name == MAIN_STREAM
+  ]
+  for key in sorted(data_config.keys()):
+    if key.endswith("_source") and key != "train_source" and data_config[key] is not None:
+      where = f"config.data.{key} ({data_config[key].name!r})"
+      labelled.append((where, build_source(data_config[key])))
+  check_class_maps(labelled)
+  dataset = _stream_batches(specs[0], data_config, data_config.seed, sources[0])
+  for position, (spec, source) in enumerate(zip(specs[1:], sources[1:], strict=True)):
+    seed = derived_seed(data_config.seed, position)
+    stream = _stream_batches(spec, data_config, seed, source)
     dataset = dataset.map_with_index(_ZipStream(spec.name, stream))
   return dataset
 

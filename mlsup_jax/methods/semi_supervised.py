@@ -29,7 +29,9 @@ Carried state: `extra = {"teacher": EMA params}` (mean teacher, UA-MT) or `{"b":
 second network}` (CPS). Evaluation (the teacher for MT / UA-MT, as their papers report; network
 `a` for CPS; the student otherwise): Dice, IoU, HD95, HD, ASD per class and mean — per patient
 volume when the examples carry `patient` and `slice` (`metrics/segmentation.multiclass_report`
-over the stacked slices), else per slice.
+over the stacked slices), else per slice — with distances in `eval.spacing` units (`(slice,
+row, column)`; None = voxels). A structure missed in a volume has no distance: it is counted in
+`num_missed` and left out of the distance means (`eval.missed_distance`), never scored 0.
 """
 
 from __future__ import annotations
@@ -276,12 +278,16 @@ class SemiSupervisedMethod:
   def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
     del workdir
     pred, label = outputs["pred"], outputs["label"]
+    spacing = self.config.eval.get("spacing")
     if "patient" in outputs and "slice" in outputs:
       pred, label = volumes(pred, label, outputs["patient"], outputs["slice"])
+    elif spacing is not None:
+      spacing = tuple(spacing)[-(pred.ndim - 1) :]  # Per slice: the in-plane spacing.
     return segmentation.multiclass_report(
       pred,
       label,
       evaluation_class_names(self.config),
+      spacing=None if spacing is None else tuple(float(v) for v in spacing),
       missed_distance=self.config.eval.missed_distance,
     )
 

@@ -12,82 +12,31 @@ orderings holds.
 
 from __future__ import annotations
 
-import copy
-import json
-import os
 from collections.abc import Callable, Sequence
 
-import jax
-import numpy as np
-
-from mlsup_jax.core import trainer
+from mlsup_jax.pipelines import seed_grid
 
 METRICS = ("dice", "iou", "miou", "hd95", "asd")
+LABELS = {"dice": "Dice", "iou": "IoU", "miou": "mIoU", "hd95": "HD95", "asd": "ASD"}
 # (claim, [(better, worse), ...]) on Dice: a claim holds on a seed when every pair does.
 ORDERINGS = (
-  ("MCPM > U-Net", [("MCPM", "U-Net")]),
-  ("MCPM > MW-Net > U-Net", [("MCPM", "MW-Net"), ("MW-Net", "U-Net")]),
-  ("PINT > plain", [("PINT", "plain")]),
-  ("PINT > PNT and INT", [("PINT", "PNT"), ("PINT", "INT")]),
+  ("MCPM > U-Net", (("MCPM", "U-Net"),)),
+  ("MCPM > MW-Net > U-Net", (("MCPM", "MW-Net"), ("MW-Net", "U-Net"))),
+  ("PINT > plain", (("PINT", "plain"),)),
+  ("PINT > PNT and INT", (("PINT", "PNT"), ("PINT", "INT"))),
 )
-
-
-def with_seed(config, seed: int):
-  """`config` with training seed `seed` (model initialisation and training randomness; the
-  data, their order and the noise stay the same)."""
-  config = copy.deepcopy(config)
-  with config.unlocked():
-    config.seed = seed
-    config.train.tensorboard = False
-  return config
+GRID = seed_grid.Grid("r", METRICS, ORDERINGS, setting_dir="r{}")
+with_seed = seed_grid.with_seed
 
 
 def summarize(results: dict, ratios, seeds) -> dict:
   """`{"cells": {r: {method: {metric: [per seed]}}}, "holds": {r: {claim: count}}}`."""
-  cells, holds = {}, {}
-  for ratio in ratios:
-    key = f"{ratio:g}"
-    cells[key] = {
-      method: {m: [results[method][key][s][m] for s in map(str, seeds)] for m in METRICS}
-      for method in results
-    }
-    dice = {method: np.asarray(v["dice"]) for method, v in cells[key].items()}
-    holds[key] = {
-      claim: int(np.sum(np.all([dice[a] > dice[b] for a, b in pairs], axis=0)))
-      for claim, pairs in ORDERINGS
-      if all(a in dice and b in dice for a, b in pairs)
-    }
-  return {"cells": cells, "holds": holds, "seeds": list(seeds)}
+  return seed_grid.summarize(GRID, results, [f"{r:g}" for r in ratios], seeds)
 
 
 def render_markdown(summary: dict) -> str:
   """The table: Dice `mean ± std (per seed)`, the other metrics `mean ± std`; the orderings."""
-  n = len(summary["seeds"])
-  lines = [
-    f"Mean ± std over {n} training seeds {summary['seeds']} (Dice of each seed in brackets).",
-    "",
-    "| r | method | Dice | IoU | mIoU | HD95 | ASD |",
-    "|---|---|---|---|---|---|---|",
-  ]
-  for ratio, methods in summary["cells"].items():
-    for method, values in methods.items():
-      cells = []
-      for metric in METRICS:
-        v = np.asarray(values[metric], np.float64)
-        text = (
-          f"{v.mean():.3f} ± {v.std():.3f}"
-          if metric != "hd95" and metric != "asd"
-          else (f"{v.mean():.2f} ± {v.std():.2f}")
-        )
-        if metric == "dice":
-          text += " (" + " / ".join(f"{x:.3f}" for x in v) + ")"
-        cells.append(text)
-      lines.append(f"| {ratio} | {method} | " + " | ".join(cells) + " |")
-  lines += ["", "Orderings on Dice, seeds on which they hold:", ""]
-  for ratio, claims in summary["holds"].items():
-    text = "; ".join(f"{claim} {k} / {n}" for claim, k in claims.items())
-    lines.append(f"- r = {ratio}: {text}")
-  return "\n".join(lines)
+  return seed_grid.render_markdown(GRID, summary, LABELS)
 
 
 def run_grid(
@@ -106,20 +55,6 @@ def run_grid(
     ratios: noise ratios r.
     seeds: training seeds.
   """
-  results: dict = {}
-  for method in methods:
-    for ratio in ratios:
-      for seed in seeds:
-        config = with_seed(make_config(method, ratio), seed)
-        path = os.path.join(workdir, method.replace(" ", "_"), f"r{ratio:g}", f"seed{seed}")
-        metrics = trainer.train_and_evaluate(config, path)
-        results.setdefault(method, {}).setdefault(f"{ratio:g}", {})[str(seed)] = metrics
-  summary = summarize(results, ratios, seeds)
-  markdown = render_markdown(summary)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(markdown + "\n")
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"summary": summary, "results": results}, f, indent=2)
-  return {"summary": summary, "markdown": markdown, "results": results}
+  return seed_grid.run_grid(
+    GRID, make_config, workdir, methods, [float(r) for r in ratios], seeds, labels=LABELS
+  )

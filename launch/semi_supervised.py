@@ -1,0 +1,87 @@
+r"""The semi-supervised study: every method × labelled patients × training seeds on the cardiac
+phantom, each run's checkpoint chosen on the validation patients and then tested once.
+
+  python -m launch.semi_supervised --workdir=runs/ssl   # 1 / 3 / 7 labelled × 3 seeds
+  python -m launch.semi_supervised --workdir=runs/ssl --labelled=1 --seeds=1 \
+      --methods=labelled-only,FixMatch
+
+Every run is `configs/semi_supervised.py:kind=…,labelled=n` with `--config.seed=s` in
+`<workdir>/<method>/<n>/seed<s>` (`launch.train` would give the same run); then
+`pipelines/model_selection.select_and_test` evaluates every kept checkpoint on the validation
+patients, picks the best mean Dice and tests it. The table (mean ± std over the seeds of the
+selected checkpoints' test metrics, each seed's Dice, and on how many seeds each ordering holds)
+goes to `<workdir>/results.md`. Re-running resumes. `--options` adds config options (e.g. `smoke`).
+"""
+
+from absl import app, flags
+
+from configs import semi_supervised
+from launch import common
+from mlsup_jax.core import trainer
+from mlsup_jax.pipelines import model_selection, seed_grid
+
+# Row name → `kind`, in table order.
+METHODS = {
+  "labelled-only": "labelled_only",
+  "Mean Teacher": "mean_teacher",
+  "UA-MT": "uamt",
+  "FixMatch": "fixmatch",
+  "CPS": "cps",
+}
+METRICS = ("dice", "dice/rv", "dice/myocardium", "dice/lv", "iou", "hd95", "asd")
+LABELS = {
+  "dice": "mean Dice",
+  "dice/rv": "RV",
+  "dice/myocardium": "MYO",
+  "dice/lv": "LV",
+  "iou": "IoU",
+  "hd95": "HD95 (mm)",
+  "asd": "ASD (mm)",
+}
+ORDERINGS = tuple(
+  (f"{name} > labelled-only", ((name, "labelled-only"),))
+  for name in METHODS
+  if name != "labelled-only"
+) + (("UA-MT > Mean Teacher", (("UA-MT", "Mean Teacher"),)),)
+GRID = seed_grid.Grid("labelled", METRICS, ORDERINGS)
+
+_LABELLED = flags.DEFINE_list("labelled", ["1", "3", "7"], "Labelled training patients.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Training seeds 0 … N−1.")
+_METHODS = flags.DEFINE_list("methods", list(METHODS), "Rows to run.")
+_OPTIONS = flags.DEFINE_string("options", "", "Config options besides kind and labelled.")
+
+
+def train_and_select(config, workdir: str) -> dict:
+  """Trains (or resumes) the run, then returns the test results of the checkpoint chosen on
+  the validation patients (with `selected_step`)."""
+  trainer.train_and_evaluate(config, workdir)
+  selection = model_selection.select_and_test(config, workdir)
+  return {**selection["test"], "selected_step": selection["best_step"]}
+
+
+def main(argv):
+  del argv
+  common.start()
+  unknown = sorted(set(_METHODS.value) - set(METHODS))
+  if unknown:
+    raise app.UsageError(f"Unknown --methods {unknown}; expected some of {list(METHODS)}.")
+
+  def make_config(method, labelled):
+    options = ",".join(o for o in (_OPTIONS.value, f"kind={METHODS[method]}") if o)
+    return semi_supervised.get_config(f"{options},labelled={labelled}")
+
+  study = seed_grid.run_grid(
+    GRID,
+    make_config,
+    common.WORKDIR.value,
+    _METHODS.value,
+    [int(n) for n in _LABELLED.value],
+    range(_SEEDS.value),
+    run=train_and_select,
+    labels=LABELS,
+  )
+  print(study["markdown"])
+
+
+if __name__ == "__main__":
+  app.run(main)
