@@ -16,6 +16,7 @@ Your own data: replace both roles' base (a labelled source whose examples group 
 Options after the colon (comma-separated):
   kind=labelled_only|mean_teacher|uamt|fixmatch|cps  the method (default mean_teacher);
   labelled=N      labelled training patients (default 1; the analogue of ACDC's 1 / 3 / 7);
+  small           32² slices, 12 training patients, 400 steps (the learns test's size);
   smoke           a tiny run for tests.
 
 Model selection: `python -m launch.semi_supervised` (the study) evaluates every kept checkpoint
@@ -50,16 +51,19 @@ UNSUPERVISED = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke"}, values={"kind": "mean_teacher", "labelled": "1"}
+    arg, flags={"smoke", "small"}, values={"kind": "mean_teacher", "labelled": "1"}
   )
   kind, smoke = values["kind"], "smoke" in flags
+  size_name = "smoke" if smoke else "small" if "small" in flags else "default"
   if kind not in KINDS:
     raise ValueError(f"Unknown kind {kind!r}; expected one of {KINDS}.")
   labelled = int(values["labelled"])
-  if smoke:
-    size, slices, train_patients, val_patients, test_patients, steps = 32, 4, 4, 1, 2, 6
-  else:
-    size, slices, train_patients, val_patients, test_patients, steps = 48, 8, 20, 3, 6, 800
+  # image size, slices per patient, train / val / test patients, steps, U-Net widths
+  size, slices, train_patients, val_patients, test_patients, steps, features = {
+    "smoke": (32, 4, 4, 1, 2, 6, (8, 16)),
+    "small": (32, 8, 12, 2, 4, 400, (8, 16, 32)),
+    "default": (48, 8, 20, 3, 6, 800, (16, 32, 64)),
+  }[size_name]
 
   config = ml_collections.ConfigDict()
   config.method = "semi_supervised"
@@ -68,7 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     {
       "name": "unet",
       "num_classes": CardiacPhantomSource.NUM_CLASSES,
-      "features": (8, 16) if smoke else (16, 32, 64),
+      "features": features,
       "dropout_rate": 0.0,
       "dtype": "float32",
     }

@@ -8,6 +8,7 @@ import pytest
 
 from configs import maxquery as maxquery_config
 from configs import scunet as scunet_config
+from configs import semi_supervised as semi_supervised_config
 from configs import tend as tend_config
 from mlsup_jax.data.augmentation.transforms import (
   TRANSFORMS,
@@ -151,7 +152,9 @@ def test_transform_table_builds_from_config():
   data = scunet_config.get_config("smoke").data
   ct = maxquery_config.get_config("smoke").data
   anomaly = tend_config.get_config("smoke").data
+  semi = semi_supervised_config.get_config("smoke").data
   source = {
+    "random_noise": semi,
     "ct_window": ct,
     "tend_distortion": anomaly,
     "unseen_transform": anomaly,
@@ -168,6 +171,7 @@ def test_transform_table_builds_from_config():
   assert built["replicate_channels"].copies == data.in_channels
   assert built["random_brightness"].delta == data.brightness_delta
   assert built["random_crop"].size == data.crop_size
+  assert built["random_noise"].std == semi.noise_std
   for name in ("random_dihedral", "random_brightness", "random_crop"):
     assert isinstance(built[name], grain.transforms.RandomMap)
   with pytest.raises(KeyError, match="random_dihedral"):
@@ -267,3 +271,20 @@ def test_boolean_labels_are_accepted():
 
 def test_missing_label_when_required():
   _expect_error({"image": _example()["image"]}, "no 'label'")
+
+
+def test_random_gaussian_noise_draws_its_sigma_per_example_up_to_std():
+  from mlsup_jax.data.augmentation.transforms import RandomGaussianNoise
+
+  noise = RandomGaussianNoise(std=0.2)
+  example = {"image": np.zeros((64, 64, 1), np.float32), "label": np.ones((64, 64), np.int32)}
+  sigmas = []
+  for seed in range(20):
+    out = noise.random_map(example, np.random.default_rng(seed))
+    assert out["image"].shape == (64, 64, 1) and out["image"].dtype == np.float32
+    assert out["label"] is example["label"]  # Photometric only.
+    sigmas.append(float(out["image"].std()))
+    again = noise.random_map(example, np.random.default_rng(seed))
+    np.testing.assert_array_equal(out["image"], again["image"])
+  assert 0.0 <= min(sigmas) and max(sigmas) <= 0.2 * 1.05
+  assert max(sigmas) - min(sigmas) > 0.05  # σ varies between examples.
