@@ -14,8 +14,10 @@ Your own data: replace both roles' base (a labelled source whose examples group 
       --config.data.streams.unlabelled.source.base.root=DIR
 
 Options after the colon (comma-separated):
-  kind=labelled_only|mean_teacher|uamt|fixmatch|cps  the method (default mean_teacher);
+  kind=labelled_only|mean_teacher|uamt|fixmatch|cps|action  the method (default mean_teacher);
   labelled=N      labelled training patients (default 1; the analogue of ACDC's 1 / 3 / 7);
+  sampling=uniform|spatial|index  how the contrast draws its queries (ARCO: spatial / index);
+  antithetic      ARCO's antithetic draws;
   small           32² slices, 12 training patients, 400 steps (the learns test's size);
   smoke           a tiny run for tests.
 
@@ -46,12 +48,15 @@ UNSUPERVISED = {
   "uamt": "pseudo_label_mse",
   "fixmatch": "pseudo_label_ce",
   "cps": "pseudo_label_ce",
+  "action": "pseudo_label_ce",
 }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "small"}, values={"kind": "mean_teacher", "labelled": "1"}
+    arg,
+    flags={"smoke", "small", "antithetic"},
+    values={"kind": "mean_teacher", "labelled": "1", "sampling": "uniform"},
   )
   kind, smoke = values["kind"], "smoke" in flags
   size_name = "smoke" if smoke else "small" if "small" in flags else "default"
@@ -75,15 +80,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "features": features,
       "dropout_rate": 0.0,
       "dtype": "float32",
+      # Pixel embeddings for the contrastive term (ReCo / ACTION use 256 on a ResNet; our
+      # U-Net's decoder has 16 + 32 + 64 channels).
+      "embedding_dim": 64 if kind == "action" else 0,
     }
   )
+  # ACTION's code: 0.5 (CE + Dice) + unsupervised + 0.01 regional contrast.
+  supervised = 0.5 if kind == "action" else 1.0
   config.loss = losses.roles_section(
     LOSS_ROLES,
     {
-      "supervised": {"cross_entropy": 1.0, "soft_dice": 1.0},
+      "supervised": {"cross_entropy": supervised, "soft_dice": supervised},
       "unsupervised": {UNSUPERVISED[kind]: 1.0},
+      "contrast": {"regional_contrast": 0.01} if kind == "action" else {},
     },
-    {"supervised": {"soft_dice": {"include_background": False}}},
+    {
+      "supervised": {"soft_dice": {"include_background": False}},
+      "contrast": {
+        "regional_contrast": {
+          # The smoke runs draw fewer queries (a multiple of the 16 sampling groups).
+          "num_queries": 32 if smoke else 256,
+          "num_negatives": 32 if smoke else 512,
+          "sampling": values["sampling"],
+          "antithetic": "antithetic" in flags,
+        }
+      },
+    },
   )
   config.optimizer = common.optimizer("adamw", learning_rate=1e-3, weight_decay=1e-4)
   config.optimizer.schedule = "constant" if smoke else "cosine"
@@ -95,8 +117,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "rampup_steps": max(steps * 2 // 5, 1),
       "ema_decay": 0.99,  # mean teacher / UA-MT
       "num_passes": 2 if smoke else 4,  # UA-MT's teacher passes
-      "threshold": 0.95,  # FixMatch's confidence
-      "cutmix": kind == "fixmatch",
+      # FixMatch's confidence; ACTION's "strong threshold" (its image weight counts pixels above).
+      "threshold": 0.97 if kind == "action" else 0.95,
+      "weak_threshold": 0.7,  # ACTION: unlabelled pixels contrasted above this confidence
+      "cutmix": kind in ("fixmatch", "action"),
       "cutmix_min": 0.25,
       "cutmix_max": 0.5,
     }

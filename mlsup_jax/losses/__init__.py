@@ -48,6 +48,10 @@ LOSSES = Registry(
     "pseudo_label_ce": LossTerm(
       "mlsup_jax.losses.consistency:pseudo_label_ce", ("logits", "target_probs")
     ),
+    "regional_contrast": LossTerm(
+      "mlsup_jax.losses.pixel_contrast:regional_contrast_term",
+      ("embedding", "contrast_labels", "contrast_probs", "contrast_valid", "contrast_key"),
+    ),
     "reconstruction_mse": LossTerm(
       f"{_ANOMALY}:reconstruction_mse", ("reconstruction",), ("image",)
     ),

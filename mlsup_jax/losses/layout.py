@@ -94,11 +94,14 @@ class LossRole:
     stream: the data stream whose batch the terms read ("" = the main training stream), or None
       when the method builds that batch itself (e.g. TEND labels originals 0 and distorted
       copies 1): then the keys the terms read are the method's business, not the data's.
+    optional: every term may be off (weight 0): the method then skips the objective (e.g. an
+      auxiliary contrastive loss).
   """
 
   outputs: tuple[str, ...]
   per_pixel: bool = False
   stream: str | None = ""
+  optional: bool = False
 
   def accepts(self, term: LossTerm) -> bool:
     return set(term.outputs) <= set(self.outputs) and (term.per_pixel or not self.per_pixel)
@@ -252,7 +255,7 @@ def check_loss_config(
         raise ValueError(
           f"{path}.{name}: unknown hyperparameter(s) {unknown}; {name} takes {sorted(accepted)}."
         )
-    if not active_terms(section):
+    if not active_terms(section) and not role.optional:
       raise ValueError(
         f"{path}: every term has weight 0; switch one on (e.g. {path}.<term>.weight=1)."
       )

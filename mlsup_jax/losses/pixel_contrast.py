@@ -13,8 +13,11 @@ have hard queries (Liu et al. 2022; ACTION / ARCO use `T = 0.5`, 256 queries, 51
 `strong_threshold = 0.97`).
 
 Fixed shapes: `[K, Q]` queries and `[K, Q, N]` negatives whatever the batch holds; absent
-classes weigh 0. The queries of a class are spread evenly over the images of the batch (each
-image a stratum of the sampler, weighted by its share of the class's candidates).
+classes weigh 0. A class's queries are drawn from the candidates of the whole batch (stratified
+sampling groups the same region of every image).
+
+`regional_contrast_term` is the same loss as a `LOSSES` term: the method hands it the embedding,
+the labels and probabilities it contrasts, the valid pixels and a PRNG key as outputs.
 """
 
 from __future__ import annotations
@@ -29,22 +32,6 @@ _EPS = 1e-8
 
 def _normalise(x: jax.Array) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
-
-
-def _query_draws(key, candidates, num_queries, sampling, grid, antithetic):
-  """`[B, P]` candidates → flat batch indices `[Q]` and weights `[Q]` summing to 1 (or 0)."""
-  batch, pixels = candidates.shape[0], candidates[0].size
-  per_image = num_queries // batch
-  if per_image * batch != num_queries:
-    raise ValueError(f"num_queries={num_queries} must be a multiple of the batch size {batch}.")
-  keys = jax.random.split(key, batch)
-  indices, weights = jax.vmap(
-    lambda k, c: sample_pixels(k, c, per_image, sampling, grid, antithetic)
-  )(keys, candidates)
-  counts = jnp.sum(candidates.reshape(batch, -1), axis=1)
-  share = counts / jnp.maximum(jnp.sum(counts), 1)
-  flat = indices + (jnp.arange(batch) * pixels)[:, None]
-  return flat.reshape(-1), (weights * share[:, None]).reshape(-1)
 
 
 def regional_contrast(
@@ -91,22 +78,18 @@ def regional_contrast(
     (0.575, 2)
   """
   num_classes = probs.shape[-1]
-  batch = labels.shape[0]
-  emb = _normalise(embedding.astype(jnp.float32)).reshape(batch, -1, embedding.shape[-1])
-  flat_emb = emb.reshape(-1, emb.shape[-1])  # [B·P, D]
-  labels = labels.reshape(batch, -1)
-  probs = probs.reshape(batch, -1, num_classes)
-  valid = valid.reshape(batch, -1)
-  members = (labels[None] == jnp.arange(num_classes)[:, None, None]) & valid[None]  # [K, B, P]
-  counts = jnp.sum(members, axis=(1, 2))
+  flat_emb = _normalise(embedding.astype(jnp.float32)).reshape(-1, embedding.shape[-1])
+  classes = jnp.arange(num_classes).reshape((-1,) + (1,) * labels.ndim)
+  members = (labels[None] == classes) & valid[None]  # [K, B, *S]
+  counts = jnp.sum(members.reshape(num_classes, -1), axis=1)
   present = counts > 0
-  sums = jnp.einsum("kbp,bpd->kd", members.astype(jnp.float32), emb)
+  sums = members.reshape(num_classes, -1).astype(jnp.float32) @ flat_emb
   prototypes = jax.lax.stop_gradient(_normalise(sums / jnp.maximum(counts, 1)[:, None]))
 
-  hard = members & (jnp.moveaxis(probs, -1, 0) < strong_threshold)  # [K, B, P]
+  hard = members & (jnp.moveaxis(probs, -1, 0) < strong_threshold)  # [K, B, *S]
   query_key, class_key, pixel_key = jax.random.split(key, 3)
   q_index, q_weight = jax.vmap(
-    lambda k, c: _query_draws(k, c, num_queries, sampling, grid, antithetic)
+    lambda k, c: sample_pixels(k, c, num_queries, sampling, grid, antithetic, batch_dims=1)
   )(jax.random.split(query_key, num_classes), hard)  # [K, Q]
   queries = flat_emb[q_index]  # [K, Q, D]
 
@@ -140,3 +123,43 @@ def regional_contrast(
   num_active = jnp.sum(active)
   loss = jnp.sum(jnp.where(active, per_class, 0.0)) / jnp.maximum(num_active, 1)
   return loss, {"contrast_classes": num_active.astype(jnp.float32)}
+
+
+def regional_contrast_term(
+  *,
+  outputs: dict,
+  batch: dict,
+  num_queries: int = 256,
+  num_negatives: int = 512,
+  temperature: float = 0.5,
+  strong_threshold: float = 0.97,
+  sampling: str = "uniform",
+  grid: int = 4,
+  antithetic: bool = False,
+):
+  """`regional_contrast` as a loss term (defaults: ReCo / ACTION / ARCO).
+
+  Args:
+    outputs: `embedding [B, *S, D]`, `contrast_labels [B, *S]`, `contrast_probs [B, *S, K]`,
+      `contrast_valid [B, *S]`, `contrast_key` (a PRNG key).
+    batch: unused (the method builds what is contrasted).
+
+  Returns:
+    `(loss, {"regional_contrast": loss, "contrast_classes": classes with queries})`.
+  """
+  del batch
+  loss, metrics = regional_contrast(
+    outputs["embedding"],
+    outputs["contrast_labels"],
+    jax.lax.stop_gradient(outputs["contrast_probs"]),
+    outputs["contrast_valid"],
+    outputs["contrast_key"],
+    num_queries=num_queries,
+    num_negatives=num_negatives,
+    temperature=temperature,
+    strong_threshold=strong_threshold,
+    sampling=sampling,
+    grid=grid,
+    antithetic=antithetic,
+  )
+  return loss, {"regional_contrast": loss, **metrics}

@@ -34,16 +34,20 @@ import jax.numpy as jnp
 MODES = ("uniform", "spatial", "index")
 
 
-def sampling_order(candidates: jax.Array, mode: str, grid: int = 4) -> jax.Array:
-  """The sort key of every pixel of one image: candidates in `mode`'s order, the rest last.
+def sampling_order(
+  candidates: jax.Array, mode: str, grid: int = 4, batch_dims: int = 0
+) -> jax.Array:
+  """The sort key of every pixel: candidates in `mode`'s order, the rest last.
 
   Args:
-    candidates: `[*S]` bool, the pixels that may be drawn (2-D or 3-D).
+    candidates: `[*B, *S]` bool, the pixels that may be drawn (2-D or 3-D images).
     mode: "uniform", "spatial" or "index" (module docstring).
-    grid: cells per axis of the "spatial" partition.
+    grid: cells per spatial axis of the "spatial" partition.
+    batch_dims: leading axes that are not spatial (a batch of images): "spatial" orders by
+      cell first, so a group gathers the same region of every image.
 
   Returns:
-    `[*S]` int32 keys; `argsort` of the flattened keys lists the candidates in order.
+    `[*B, *S]` int32 keys; `argsort` of the flattened keys lists the candidates in order.
 
   Example:
     >>> import jax.numpy as jnp
@@ -58,13 +62,15 @@ def sampling_order(candidates: jax.Array, mode: str, grid: int = 4) -> jax.Array
   size = candidates.size
   raster = jnp.arange(size, dtype=jnp.int32).reshape(shape)
   key = raster
+  spatial = range(batch_dims, len(shape))
   if mode == "spatial":
     cells = jnp.zeros(shape, jnp.int32)
-    for axis, n in enumerate(shape):
+    for axis in spatial:
+      n = shape[axis]
       cell = (jnp.arange(n) * grid) // n  # `grid` near-equal cells along this axis
       cells = cells * grid + cell.reshape([n if a == axis else 1 for a in range(len(shape))])
     key = cells * size + raster
-  big = (grid ** len(shape) + 1) * size
+  big = (grid ** len(spatial) + 1) * size
   return jnp.where(candidates, key, big).astype(jnp.int32)
 
 
@@ -75,21 +81,23 @@ def sample_pixels(
   mode: str = "spatial",
   grid: int = 4,
   antithetic: bool = False,
+  batch_dims: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
-  """Draws `num_samples` candidate pixels of one image, stratified, with estimator weights.
+  """Draws `num_samples` candidate pixels, stratified, with estimator weights.
 
   Args:
     key: PRNG key.
-    candidates: `[*S]` bool.
+    candidates: `[*B, *S]` bool (`batch_dims` leading batch axes, then the image).
     num_samples: draws n; with "spatial" / "index" a multiple of the `grid²` groups (twice that
       with `antithetic`).
     mode, grid: the ordering (`sampling_order`); "spatial" / "index" cut it into `grid²` groups.
     antithetic: mirrored pairs `u`, `1 − u` inside each group.
+    batch_dims: see `sampling_order`.
 
   Returns:
-    `(indices [n] int32 into the flattened image, weights [n] float32)`; the weights are ≥ 0 and
-    sum to 1 when there is any candidate (else all 0). `Σ w_i f(x_i)` estimates the mean of `f`
-    over the candidates without bias.
+    `(indices [n] int32 into the flattened candidates, weights [n] float32)`; the weights are
+    ≥ 0 and sum to 1 when there is any candidate (else all 0). `Σ w_i f(x_i)` estimates the
+    mean of `f` over the candidates without bias.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -107,7 +115,7 @@ def sample_pixels(
     )
   if antithetic and per_group % 2:
     raise ValueError(f"Antithetic pairs need an even number of draws per group, got {per_group}.")
-  order = jnp.argsort(sampling_order(candidates, mode, grid).reshape(-1))
+  order = jnp.argsort(sampling_order(candidates, mode, grid, batch_dims).reshape(-1))
   count = jnp.sum(candidates)
   bounds = (jnp.arange(groups + 1) * count) // groups  # equal-count runs of the ordering
   start, sizes = bounds[:-1], jnp.diff(bounds)

@@ -20,7 +20,16 @@ mask) of the student on the strong view against targets from the weak view, with
   hard labels where its confidence is ≥ `semi.threshold` (`pseudo_label_ce` as the loss);
 * `cps` (Chen et al. 2021, cross pseudo supervision): two students `a`, `b` with their own
   initialisations; each learns from the other's hard labels on the unlabelled batch (and both
-  from the labelled one); `a` is evaluated.
+  from the labelled one); `a` is evaluated;
+* `action` (ACTION's fine-tuning objective, as its code has it): the EMA teacher's hard labels
+  (`pseudo_label_ce`), every unlabelled image weighted by the fraction of its pixels the teacher
+  predicts with confidence ≥ `semi.threshold` (0.97), CutMix, plus the regional contrast below.
+
+**Contrast** (`config.loss.contrast`, optional: weight 0 = off; needs `model.embedding_dim`): the
+`regional_contrast` term over the student's pixel embeddings of the labelled batch (ground-truth
+labels) and of the unlabelled batch (the targets' labels where their confidence exceeds
+`semi.weak_threshold`), hard queries and active negatives (`losses/pixel_contrast.py`); its
+`sampling` / `grid` / `antithetic` select ARCO's stratified draws (`losses/pixel_sampling.py`).
 
 `semi.cutmix`: the strong views and their targets (and masks) are mixed pairwise between
 unlabelled images (image i with i+1) inside one random box per pair, the box's area a uniform
@@ -56,11 +65,20 @@ from mlsup_jax.metrics import segmentation
 from mlsup_jax.nn import build_model
 from mlsup_jax.ood import uncertainty
 
-KINDS = ("labelled_only", "mean_teacher", "uamt", "fixmatch", "cps")
+KINDS = ("labelled_only", "mean_teacher", "uamt", "fixmatch", "cps", "action")
+TEACHER_KINDS = ("mean_teacher", "uamt", "action")  # carry an EMA teacher
 UNLABELLED = "unlabelled"
+CONTRAST_OUTPUTS = (
+  "embedding",
+  "contrast_labels",
+  "contrast_probs",
+  "contrast_valid",
+  "contrast_key",
+)
 LOSS_ROLES = {
   "supervised": losses.LossRole(outputs=("logits",)),
   "unsupervised": losses.LossRole(outputs=("logits", "target_probs"), per_pixel=True, stream=None),
+  "contrast": losses.LossRole(outputs=CONTRAST_OUTPUTS, stream=None, optional=True),
 }
 
 
@@ -103,6 +121,14 @@ class SemiSupervisedMethod:
       raise ValueError("semi.cutmix_min / cutmix_max must satisfy 0 < min ≤ max ≤ 1.")
     losses.check_loss_config(config.loss, LOSS_ROLES)
     self.loss_roles = LOSS_ROLES
+    self.contrast = bool(losses.active_terms(config.loss.contrast))
+    if self.contrast and not config.model.get("embedding_dim", 0):
+      raise ValueError(
+        "config.loss.contrast has an active term but the network gives no pixel embedding: set "
+        "config.model.embedding_dim (e.g. 64)."
+      )
+    if self.contrast and semi.kind == "cps":
+      raise ValueError("semi.kind=cps does not take a contrastive term.")
     self.model = build_model(config.model, spatial_dims=config.data.spatial_dims)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
@@ -117,7 +143,7 @@ class SemiSupervisedMethod:
     a_rng, b_rng = jax.random.split(rng)
     params, model_state = init_network(self.model, a_rng, example_batch["image"])
     extra = {}
-    if self.config.semi.kind in ("mean_teacher", "uamt"):
+    if self.config.semi.kind in TEACHER_KINDS:
       extra = {"teacher": jax.tree.map(jnp.copy, params)}
     elif self.config.semi.kind == "cps":
       if jax.tree.leaves(model_state):
@@ -130,12 +156,19 @@ class SemiSupervisedMethod:
       params=params, optimizer=self.optimizer, model_state=model_state, extra=extra
     )
 
-  def logits(self, params, state: TrainState, image: jax.Array, rng, train: bool = True):
+  def forward(self, params, state: TrainState, image: jax.Array, rng, train: bool = True):
+    """`({"logits": [B, *S, K], "embedding"?: [B, *S, D]}, model_state)`."""
     rngs = None if rng is None else {"dropout": rng}
     outputs, model_state = apply_network(
       self.model, params, state.model_state, image, train=train, rngs=rngs
     )
+    if not isinstance(outputs, dict):
+      outputs = {"logits": outputs}
     return outputs, model_state
+
+  def logits(self, params, state: TrainState, image: jax.Array, rng, train: bool = True):
+    outputs, model_state = self.forward(params, state, image, rng, train)
+    return outputs["logits"], model_state
 
   # ------------------------------------------------------------------------------ targets
 
@@ -147,6 +180,13 @@ class SemiSupervisedMethod:
       logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
       probs = class_probabilities(logits)
       mask = jnp.ones(probs.shape[:-1], jnp.float32)
+    elif kind == "action":
+      # ReCo / ACTION: every pixel of an image weighs its share of confident teacher pixels.
+      logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
+      probs = class_probabilities(logits)
+      confident = (jnp.max(probs, axis=-1) >= float(semi.threshold)).astype(jnp.float32)
+      axes = tuple(range(1, confident.ndim))
+      mask = jnp.broadcast_to(jnp.mean(confident, axis=axes, keepdims=True), confident.shape)
     elif kind == "uamt":
 
       def predict(x, key):
@@ -187,10 +227,43 @@ class SemiSupervisedMethod:
     losses.merge_metrics(metrics, {prefix + k: v for k, v in term_metrics.items()}, "unsup")
     return weighted_pixel_mean(per_pixel, mask)
 
+  def contrastive(self, labelled: dict, batch: dict, unlabelled, key, metrics: dict):
+    """The contrast objective over the labelled (and unlabelled) pixel embeddings.
+
+    Args:
+      labelled: the student's outputs on the labelled images (`logits`, `embedding`).
+      batch: the labelled batch (`label`).
+      unlabelled: None, or `(student outputs on the mixed strong view, target probabilities)`.
+      key: PRNG key for the draws.
+      metrics: updated with the terms' metrics.
+    """
+    embedding = [labelled["embedding"]]
+    labels = [batch["label"].astype(jnp.int32)]
+    probs = [class_probabilities(labelled["logits"])]
+    valid = [jnp.ones(batch["label"].shape, bool)]
+    if unlabelled is not None:
+      student, target = unlabelled
+      embedding.append(student["embedding"])
+      labels.append(jnp.argmax(target, axis=-1).astype(jnp.int32))
+      probs.append(class_probabilities(student["logits"]))
+      valid.append(jnp.max(target, axis=-1) > float(self.config.semi.weak_threshold))
+    outputs = {
+      "embedding": jnp.concatenate(embedding),
+      "contrast_labels": jnp.concatenate(labels),
+      "contrast_probs": jax.lax.stop_gradient(jnp.concatenate(probs)),
+      "contrast_valid": jnp.concatenate(valid),
+      "contrast_key": key,
+    }
+    loss, term_metrics = losses.weighted_sum(
+      self.config.loss.contrast, outputs=outputs, batch={}, role="contrast"
+    )
+    losses.merge_metrics(metrics, term_metrics, "contrast")
+    return loss
+
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """`batch: image, label [B, *S]` + `unlabelled: image, image_strong` → state, metrics."""
     semi = self.config.semi
-    target_rng, mix_rng, student_rng = jax.random.split(rng, 3)
+    target_rng, mix_rng, student_rng, contrast_rng = jax.random.split(rng, 4)
     unlabelled = batch[UNLABELLED]
     ramp = teacher.sigmoid_rampup(state.step, int(semi.rampup_steps))
     weight = float(semi.unsup_weight) * ramp
@@ -211,21 +284,25 @@ class SemiSupervisedMethod:
 
     def loss_fn(params):
       metrics = {}
-      logits, model_state = self.logits(params, state, batch["image"], student_rng)
-      loss = self.supervised(logits, batch, metrics)
+      labelled, model_state = self.forward(params, state, batch["image"], student_rng)
+      loss = self.supervised(labelled["logits"], batch, metrics)
+      student = None
       if uses_targets:
         student_state = state.replace(model_state=model_state)
-        student, model_state = self.logits(params, student_state, strong, student_rng)
-        unsup = self.unsupervised(student, target, mask, metrics)
+        student, model_state = self.forward(params, student_state, strong, student_rng)
+        unsup = self.unsupervised(student["logits"], target, mask, metrics)
         metrics["unsupervised_loss"] = unsup
         metrics["confident_fraction"] = jnp.mean(mask)
         loss = loss + weight * unsup
+      if self.contrast:
+        unlabelled_part = None if student is None else (student, target)
+        loss = loss + self.contrastive(labelled, batch, unlabelled_part, contrast_rng, metrics)
       return loss, (metrics, model_state)
 
     (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     gamma = teacher.ema_decay(state.step, float(semi.ema_decay))
     state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=model_state)
-    if semi.kind in ("mean_teacher", "uamt"):
+    if semi.kind in TEACHER_KINDS:
       state = state.replace(
         extra={"teacher": teacher.ema_update(state.extra["teacher"], state.params, gamma)}
       )
@@ -260,7 +337,7 @@ class SemiSupervisedMethod:
 
   def eval_params(self, state: TrainState):
     kind = self.config.semi.kind
-    if kind in ("mean_teacher", "uamt"):
+    if kind in TEACHER_KINDS:
       return state.extra["teacher"]
     if kind == "cps":
       return state.params["a"]

@@ -97,9 +97,14 @@ class UNetBackbone(nn.Module):
 class UNet(nn.Module):
   """U-Net per-pixel classifier: `[B, *S, C] → logits [B, *S, num_classes]`.
 
+  With `embedding_dim > 0` it also returns pixel embeddings for contrastive losses (ACTION++'s
+  choice: every decoder scale resized to full resolution and concatenated, then a projection
+  `1×1 conv → ReLU → 1×1 conv`), as `{"logits": …, "embedding": [B, *S, embedding_dim]}`.
+
   Attributes:
     num_classes: output classes.
     features, spatial_dims, dropout_rate, dtype: see `UNetBackbone`.
+    embedding_dim: width of the pixel embedding (0: logits only).
   """
 
   num_classes: int
@@ -107,12 +112,23 @@ class UNet(nn.Module):
   spatial_dims: int = 2
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  embedding_dim: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """`x: [B, *S, C]` → logits `[B, *S, num_classes]`; `train` switches dropout on."""
-    features = UNetBackbone(self.features, self.spatial_dims, self.dropout_rate, self.dtype)(
+  def __call__(self, x: jax.Array, *, train: bool):
+    """`x: [B, *S, C]` → logits `[B, *S, num_classes]` (and the embedding, see above)."""
+    scales = UNetBackbone(self.features, self.spatial_dims, self.dropout_rate, self.dtype)(
       x, train=train
-    )[-1]
-    logits = nn.Conv(self.num_classes, (1,) * self.spatial_dims, dtype=self.dtype)(features)
-    return logits.astype(jnp.float32)
+    )
+    kernel = (1,) * self.spatial_dims
+    logits = nn.Conv(self.num_classes, kernel, dtype=self.dtype)(scales[-1]).astype(jnp.float32)
+    if not self.embedding_dim:
+      return logits
+    full = scales[-1].shape[:-1]
+    resized = [
+      jax.image.resize(f, full + f.shape[-1:], "linear") if f.shape[:-1] != full else f
+      for f in scales
+    ]
+    h = nn.relu(nn.Conv(self.embedding_dim, kernel, dtype=self.dtype)(jnp.concatenate(resized, -1)))
+    embedding = nn.Conv(self.embedding_dim, kernel, dtype=self.dtype)(h)
+    return {"logits": logits, "embedding": embedding.astype(jnp.float32)}

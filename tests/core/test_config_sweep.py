@@ -24,7 +24,10 @@ VARIANTS = {
   "maxquery": ["smoke,variant=noqd", "smoke,variant=unet", "smoke,3d"],
   "mcpm": ["smoke,variant=mwnet", "smoke,variant=unet", "smoke,target=all"],
   "pint": ["smoke,variant=none", "smoke,variant=pnt"],
-  "semi_supervised": [f"smoke,kind={k}" for k in ("labelled_only", "uamt", "fixmatch", "cps")],
+  "semi_supervised": [
+    *(f"smoke,kind={k}" for k in ("labelled_only", "uamt", "fixmatch", "cps", "action")),
+    "smoke,kind=action,sampling=spatial,antithetic",
+  ],
   "reconstruction_detector": ["smoke,network=vae"],
   "tend": ["smoke,dataset=ivc_filter"],
   "segmentation": ["smoke,3d"],

@@ -33,10 +33,15 @@ def registered():
   MODELS.unregister("test_ssl_tiny")
 
 
-def _config(kind="mean_teacher", tiny=True, labelled_batch=4, unlabelled_batch=8, **semi):
-  config = ssl_config.get_config(f"smoke,kind={kind}")
+def _config(
+  kind="mean_teacher", tiny=True, labelled_batch=4, unlabelled_batch=8, options="", **semi
+):
+  config = ssl_config.get_config(f"smoke,kind={kind}{options}")
   with config.unlocked():
-    if tiny:
+    if tiny and kind == "action":  # The contrast needs pixel embeddings: a small U-Net.
+      config.model.features = (4, 8)
+      config.model.embedding_dim = 8
+    elif tiny:
       config.model = {"name": "test_ssl_tiny", "num_classes": 4, "features": (4,)}
     config.data.batch_size = labelled_batch
     config.data.streams.unlabelled.batch_size = unlabelled_batch
@@ -118,6 +123,39 @@ def _step(config, batch, state=None, setup=None, steps=1):
   return (state, metrics), setup
 
 
+def test_action_weighs_each_image_by_its_share_of_confident_teacher_pixels():
+  config = _config("action", threshold=0.3)
+  setup, batch = _setup(config)
+  state = setup.create_state(0)
+  probs, mask = setup.method.targets(state, batch["unlabelled"], jax.random.key(1), state.step)
+  logits, _ = setup.method.logits(
+    state.extra["teacher"], state, batch["unlabelled"]["image"], jax.random.key(1)
+  )
+  confident = np.max(np.asarray(jax.nn.softmax(logits, -1)), -1) >= 0.3
+  expected = confident.mean(axis=(1, 2), keepdims=True) * np.ones_like(confident)
+  np.testing.assert_allclose(mask, expected, rtol=1e-6)
+  assert 0.0 < float(np.mean(mask)) < 1.0
+
+
+def test_action_step_adds_the_regional_contrast_and_moves_the_teacher():
+  config = _config("action", options=",sampling=spatial,antithetic")
+  setup, batch = _setup(config)
+  (after, metrics), _ = _step(config, batch, setup=setup)
+  assert float(metrics["contrast/contrast_classes"]) >= 2
+  assert np.isfinite(float(metrics["loss/contrast/regional_contrast"]))
+  assert set(after.extra) == {"teacher"}
+  term = config.loss.contrast.regional_contrast
+  assert (term.weight, term.sampling, term.antithetic) == (0.01, "spatial", True)
+
+
+def test_a_contrast_without_embeddings_is_a_clear_error():
+  config = _config("mean_teacher")
+  with config.unlocked():
+    config.loss.contrast.regional_contrast.weight = 0.01
+  with pytest.raises(ValueError, match="embedding_dim"):
+    ssl.SemiSupervisedMethod(config)
+
+
 def test_mean_teacher_moves_the_teacher_by_the_ema_formula():
   config = _config("mean_teacher", ema_decay=0.9)
   setup, batch = _setup(config)
@@ -192,10 +230,14 @@ def test_bad_semi_options_are_clear_errors():
       ssl.SemiSupervisedMethod(config)
 
 
-@pytest.mark.parametrize("kind", ["mean_teacher", "fixmatch", "cps"])
+@pytest.mark.parametrize("kind", ["mean_teacher", "fixmatch", "cps", "action"])
 def test_sharded_step_matches_single_device(devices, kind):
-  """Two steps on 8 devices and on one agree to float32 round-off (teacher, CutMix, CPS)."""
-  config = _config(kind, labelled_batch=8, unlabelled_batch=16, cutmix=True, rampup_steps=1)
+  """Two steps on 8 devices and on one agree to float32 round-off (teacher, CutMix, CPS, the
+  stratified contrastive draws over the global batch)."""
+  options = ",sampling=spatial" if kind == "action" else ""
+  config = _config(
+    kind, labelled_batch=8, unlabelled_batch=16, options=options, cutmix=True, rampup_steps=1
+  )
   dataset = pipeline.train_dataset(RunSetup(config, devices).config.data)
   batches = [dataset[i] for i in range(2)]
 
