@@ -5,7 +5,7 @@ phantom, each run's checkpoint chosen on the validation patients and then tested
   python -m launch.semi_supervised --workdir=runs/ssl --labelled=1 --seeds=1 \
       --methods=labelled-only,FixMatch
 
-Every run is `configs/semi_supervised.py:kind=…,labelled=n` with `--config.seed=s` in
+Every run is `configs/semi_supervised.py:<row's options>,labelled=n` with `--config.seed=s` in
 `<workdir>/<method>/<n>/seed<s>` (`launch.train` would give the same run); then
 `pipelines/model_selection.select_and_test` evaluates every kept checkpoint on the validation
 patients, picks the best mean Dice and tests it. The table (mean ± std over the seeds of the
@@ -20,13 +20,15 @@ from launch import common
 from mlsup_jax.core import trainer
 from mlsup_jax.pipelines import model_selection, seed_grid
 
-# Row name → `kind`, in table order.
+# Row name → config options, in table order.
 METHODS = {
-  "labelled-only": "labelled_only",
-  "Mean Teacher": "mean_teacher",
-  "UA-MT": "uamt",
-  "FixMatch": "fixmatch",
-  "CPS": "cps",
+  "labelled-only": "kind=labelled_only",
+  "Mean Teacher": "kind=mean_teacher",
+  "UA-MT": "kind=uamt",
+  "FixMatch": "kind=fixmatch",
+  "CPS": "kind=cps",
+  "ACTION (fine-tuning)": "kind=action",
+  "ACTION + ARCO sampling": "kind=action,sampling=spatial",
 }
 METRICS = ("dice", "dice/rv", "dice/myocardium", "dice/lv", "iou", "hd95", "asd")
 LABELS = {
@@ -42,7 +44,11 @@ ORDERINGS = tuple(
   (f"{name} > labelled-only", ((name, "labelled-only"),))
   for name in METHODS
   if name != "labelled-only"
-) + (("UA-MT > Mean Teacher", (("UA-MT", "Mean Teacher"),)),)
+) + (
+  ("UA-MT > Mean Teacher", (("UA-MT", "Mean Teacher"),)),
+  ("ACTION > Mean Teacher", (("ACTION (fine-tuning)", "Mean Teacher"),)),
+  ("ARCO sampling > uniform", (("ACTION + ARCO sampling", "ACTION (fine-tuning)"),)),
+)
 GRID = seed_grid.Grid("labelled", METRICS, ORDERINGS)
 
 _LABELLED = flags.DEFINE_list("labelled", ["1", "3", "7"], "Labelled training patients.")
@@ -67,7 +73,7 @@ def main(argv):
     raise app.UsageError(f"Unknown --methods {unknown}; expected some of {list(METHODS)}.")
 
   def make_config(method, labelled):
-    options = ",".join(o for o in (_OPTIONS.value, f"kind={METHODS[method]}") if o)
+    options = ",".join(o for o in (_OPTIONS.value, METHODS[method]) if o)
     return semi_supervised.get_config(f"{options},labelled={labelled}")
 
   study = seed_grid.run_grid(
