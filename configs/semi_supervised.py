@@ -14,7 +14,8 @@ Your own data: replace both roles' base (a labelled source whose examples group 
       --config.data.streams.unlabelled.source.base.root=DIR
 
 Options after the colon (comma-separated):
-  kind=labelled_only|mean_teacher|uamt|fixmatch|cps|action  the method (default mean_teacher);
+  kind=labelled_only|mean_teacher|uamt|fixmatch|cps|action|action_pp  the method (default
+                  mean_teacher);
   labelled=N      labelled training patients (default 1; the analogue of ACDC's 1 / 3 / 7);
   sampling=uniform|spatial|index  how the contrast draws its queries (ARCO: spatial / index);
   antithetic      ARCO's antithetic draws;
@@ -49,7 +50,9 @@ UNSUPERVISED = {
   "fixmatch": "pseudo_label_ce",
   "cps": "pseudo_label_ce",
   "action": "pseudo_label_ce",
+  "action_pp": "pseudo_label_ce",
 }
+ACTION_KINDS = ("action", "action_pp")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -82,17 +85,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "dtype": "float32",
       # Pixel embeddings for the contrastive term (ReCo / ACTION use 256 on a ResNet; our
       # U-Net's decoder has 16 + 32 + 64 channels).
-      "embedding_dim": 64 if kind == "action" else 0,
+      "embedding_dim": 64 if kind in ACTION_KINDS else 0,
     }
   )
   # ACTION's code: 0.5 (CE + Dice) + unsupervised + 0.01 regional contrast.
-  supervised = 0.5 if kind == "action" else 1.0
+  supervised = 0.5 if kind in ACTION_KINDS else 1.0
   config.loss = losses.roles_section(
     LOSS_ROLES,
     {
       "supervised": {"cross_entropy": supervised, "soft_dice": supervised},
       "unsupervised": {UNSUPERVISED[kind]: 1.0},
-      "contrast": {"regional_contrast": 0.01} if kind == "action" else {},
+      "contrast": {"regional_contrast": 0.01} if kind in ACTION_KINDS else {},
     },
     {
       "supervised": {"soft_dice": {"include_background": False}},
@@ -118,11 +121,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "ema_decay": 0.99,  # mean teacher / UA-MT
       "num_passes": 2 if smoke else 4,  # UA-MT's teacher passes
       # FixMatch's confidence; ACTION's "strong threshold" (its image weight counts pixels above).
-      "threshold": 0.97 if kind == "action" else 0.95,
+      "threshold": 0.97 if kind in ACTION_KINDS else 0.95,
       "weak_threshold": 0.7,  # ACTION: unlabelled pixels contrasted above this confidence
-      "cutmix": kind in ("fixmatch", "action"),
+      "cutmix": kind in ("fixmatch", *ACTION_KINDS),
       "cutmix_min": 0.25,
       "cutmix_max": 0.5,
+      # ACTION++'s supervised adaptive contrast (kind=action_pp; the authors' 2-D constants,
+      # fewer anchors and a shorter queue at the smaller sizes).
+      "tsc": {
+        "weight": 0.01,
+        "anchors_per_class": {"smoke": 16, "small": 64, "default": 256}[size_name],
+        "queue_size": {"smoke": 128, "small": 3072, "default": 12288}[size_name],
+        "target_weight": 0.1,
+        "temperature_low": 0.07,
+        "contrast_temperature_low": 0.1,  # the regional contrast's τ follows the same cycle
+        "temperature_high": 1.0,
+        "period": 0.1,
+      },
     }
   )
   phantom = {"name": "phantom_cardiac", "slices": slices, "image_size": size, "seed": 0}

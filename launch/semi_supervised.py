@@ -29,6 +29,7 @@ METHODS = {
   "CPS": "kind=cps",
   "ACTION (fine-tuning)": "kind=action",
   "ACTION + ARCO sampling": "kind=action,sampling=spatial",
+  "ACTION++": "kind=action_pp",
 }
 METRICS = ("dice", "dice/rv", "dice/myocardium", "dice/lv", "iou", "hd95", "asd")
 LABELS = {
@@ -48,6 +49,7 @@ ORDERINGS = tuple(
   ("UA-MT > Mean Teacher", (("UA-MT", "Mean Teacher"),)),
   ("ACTION > Mean Teacher", (("ACTION (fine-tuning)", "Mean Teacher"),)),
   ("ARCO sampling > uniform", (("ACTION + ARCO sampling", "ACTION (fine-tuning)"),)),
+  ("ACTION++ > ACTION", (("ACTION++", "ACTION (fine-tuning)"),)),
 )
 GRID = seed_grid.Grid("labelled", METRICS, ORDERINGS)
 

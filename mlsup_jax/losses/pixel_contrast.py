@@ -141,7 +141,8 @@ def regional_contrast_term(
 
   Args:
     outputs: `embedding [B, *S, D]`, `contrast_labels [B, *S]`, `contrast_probs [B, *S, K]`,
-      `contrast_valid [B, *S]`, `contrast_key` (a PRNG key).
+      `contrast_valid [B, *S]`, `contrast_key` (a PRNG key); optionally `contrast_temperature`
+      (a scheduled τ, e.g. ACTION++'s cosine schedule) in place of `temperature`.
     batch: unused (the method builds what is contrasted).
 
   Returns:
@@ -156,7 +157,7 @@ def regional_contrast_term(
     outputs["contrast_key"],
     num_queries=num_queries,
     num_negatives=num_negatives,
-    temperature=temperature,
+    temperature=outputs.get("contrast_temperature", temperature),
     strong_threshold=strong_threshold,
     sampling=sampling,
     grid=grid,

@@ -12,13 +12,12 @@ matched to the anchor's class). With `log p = log softmax(logits / τ)` over the
 (`#pos` counts every positive incl. the centre; `w = target_weight`), as the authors' `TSC.py`
 computes it — but with `logsumexp` (their `log(normalise(exp(logits / τ)))` sums
 `exp(1 / 0.07) ≈ 1.6e6` over 12 288 slots: past float16's range under mixed precision, and
-`log 0` for far candidates) and with empty queue slots (label −1) left out of the softmax instead of contrasting
-against random vectors. After the loss, the teacher anchors of the present classes are enqueued
-(a ring buffer of fixed size, at least the number of anchors per step) and the running class
-centroids move by
-`0.9 · old + 0.1 · batch mean` of the anchors (renormalised); the class → centre assignment is
-recomputed from the moved centroids every step (`class_centres.match_centres`), before the loss
-uses it, as in the authors' code.
+`log 0` for far candidates) and with empty queue slots (label −1) left out of the softmax
+instead of contrasting against random vectors. After the loss, the teacher anchors of the
+present classes are enqueued (a ring buffer of fixed size, at least the number of anchors per
+step) and the running class centroids move by `0.9 · old + 0.1 · batch mean` of the anchors
+(renormalised); the class → centre assignment is recomputed from the moved centroids every step
+(`class_centres.match_centres`), before the loss uses it, as in the authors' code.
 
 All shapes are fixed: `[C · A]` anchors with weights (0 for absent classes).
 """

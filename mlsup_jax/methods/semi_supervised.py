@@ -23,7 +23,14 @@ mask) of the student on the strong view against targets from the weak view, with
   from the labelled one); `a` is evaluated;
 * `action` (ACTION's fine-tuning objective, as its code has it): the EMA teacher's hard labels
   (`pseudo_label_ce`), every unlabelled image weighted by the fraction of its pixels the teacher
-  predicts with confidence ≥ `semi.threshold` (0.97), CutMix, plus the regional contrast below.
+  predicts with confidence ≥ `semi.threshold` (0.97), CutMix, plus the regional contrast below;
+* `action_pp` (ACTION++): `action` plus the supervised adaptive contrastive loss on labelled
+  pixels (`losses/targeted_contrast.py`: `semi.tsc.anchors_per_class` anchors per class, the EMA
+  teacher's embeddings as positives and in a FIFO queue, uniform class centres matched by
+  Hungarian assignment), weighted `semi.tsc.weight`; both contrasts' temperatures follow the
+  cosine schedule (`semi.tsc.temperature_low` / `contrast_temperature_low` → `*_high`, a cycle
+  every `semi.tsc.period` of the run). Its queue and centroids are carried state
+  (`extra["tsc"]`).
 
 **Contrast** (`config.loss.contrast`, optional: weight 0 = off; needs `model.embedding_dim`): the
 `regional_contrast` term over the student's pixel embeddings of the labelled batch (ground-truth
@@ -58,15 +65,18 @@ from mlsup_jax.core.method import MAIN_STREAM, BatchKeys, Stage
 from mlsup_jax.core.networks import apply_network, init_network
 from mlsup_jax.core.optimizers import build_optimizer
 from mlsup_jax.core.state import TrainState
+from mlsup_jax.losses import targeted_contrast as tsc
+from mlsup_jax.losses.class_centres import cosine_temperature, uniform_centres
 from mlsup_jax.losses.consistency import class_probabilities
+from mlsup_jax.losses.pixel_sampling import sample_pixels
 from mlsup_jax.losses.segmentation import weighted_pixel_mean
 from mlsup_jax.methods.segmentation import evaluation_class_names, predicted_classes
 from mlsup_jax.metrics import segmentation
 from mlsup_jax.nn import build_model
 from mlsup_jax.ood import uncertainty
 
-KINDS = ("labelled_only", "mean_teacher", "uamt", "fixmatch", "cps", "action")
-TEACHER_KINDS = ("mean_teacher", "uamt", "action")  # carry an EMA teacher
+KINDS = ("labelled_only", "mean_teacher", "uamt", "fixmatch", "cps", "action", "action_pp")
+TEACHER_KINDS = ("mean_teacher", "uamt", "action", "action_pp")  # carry an EMA teacher
 UNLABELLED = "unlabelled"
 CONTRAST_OUTPUTS = (
   "embedding",
@@ -129,6 +139,17 @@ class SemiSupervisedMethod:
       )
     if self.contrast and semi.kind == "cps":
       raise ValueError("semi.kind=cps does not take a contrastive term.")
+    self.num_classes = int(config.model.num_classes)
+    if semi.kind == "action_pp":
+      if not config.model.get("embedding_dim", 0):
+        raise ValueError("semi.kind=action_pp needs pixel embeddings: set model.embedding_dim.")
+      # Computed once, outside any trace (an optimisation of its own, cached per (C, D)).
+      self.centres = uniform_centres(self.num_classes, int(config.model.embedding_dim))
+      anchors = self.num_classes * int(semi.tsc.anchors_per_class)
+      if int(semi.tsc.queue_size) < anchors:
+        raise ValueError(
+          f"semi.tsc.queue_size={semi.tsc.queue_size} must hold one step's {anchors} anchors."
+        )
     self.model = build_model(config.model, spatial_dims=config.data.spatial_dims)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
@@ -145,6 +166,14 @@ class SemiSupervisedMethod:
     extra = {}
     if self.config.semi.kind in TEACHER_KINDS:
       extra = {"teacher": jax.tree.map(jnp.copy, params)}
+    if self.config.semi.kind == "action_pp":
+      memory = tsc.init_memory(
+        jax.random.fold_in(rng, 7),
+        int(self.config.semi.tsc.queue_size),
+        self.num_classes,
+        int(self.config.model.embedding_dim),
+      )
+      extra["tsc"] = memory._asdict()
     elif self.config.semi.kind == "cps":
       if jax.tree.leaves(model_state):
         raise ValueError(
@@ -180,7 +209,7 @@ class SemiSupervisedMethod:
       logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
       probs = class_probabilities(logits)
       mask = jnp.ones(probs.shape[:-1], jnp.float32)
-    elif kind == "action":
+    elif kind in ("action", "action_pp"):
       # ReCo / ACTION: every pixel of an image weighs its share of confident teacher pixels.
       logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
       probs = class_probabilities(logits)
@@ -227,7 +256,9 @@ class SemiSupervisedMethod:
     losses.merge_metrics(metrics, {prefix + k: v for k, v in term_metrics.items()}, "unsup")
     return weighted_pixel_mean(per_pixel, mask)
 
-  def contrastive(self, labelled: dict, batch: dict, unlabelled, key, metrics: dict):
+  def contrastive(
+    self, labelled: dict, batch: dict, unlabelled, key, metrics: dict, temperature=None
+  ):
     """The contrast objective over the labelled (and unlabelled) pixel embeddings.
 
     Args:
@@ -236,6 +267,7 @@ class SemiSupervisedMethod:
       unlabelled: None, or `(student outputs on the mixed strong view, target probabilities)`.
       key: PRNG key for the draws.
       metrics: updated with the terms' metrics.
+      temperature: a scheduled temperature for the terms (None: their own).
     """
     embedding = [labelled["embedding"]]
     labels = [batch["label"].astype(jnp.int32)]
@@ -254,11 +286,57 @@ class SemiSupervisedMethod:
       "contrast_valid": jnp.concatenate(valid),
       "contrast_key": key,
     }
+    if temperature is not None:
+      outputs["contrast_temperature"] = temperature
     loss, term_metrics = losses.weighted_sum(
       self.config.loss.contrast, outputs=outputs, batch={}, role="contrast"
     )
     losses.merge_metrics(metrics, term_metrics, "contrast")
     return loss
+
+  def tsc_anchors(self, state: TrainState, batch: dict, key: jax.Array) -> dict:
+    """ACTION++'s anchors: per class, `anchors_per_class` labelled pixels drawn uniformly over
+    the batch, with the EMA teacher's embeddings of them (no gradient).
+
+    Returns:
+      `{"index": [C·A] flat pixel indices, "label": [C·A], "weight": [C·A], "teacher": [C·A, D]}`.
+    """
+    per_class = int(self.config.semi.tsc.anchors_per_class)
+    labels = batch["label"].astype(jnp.int32)
+    members = labels[None] == jnp.arange(self.num_classes).reshape((-1,) + (1,) * labels.ndim)
+    keys = jax.random.split(key, self.num_classes)
+    index, weight = jax.vmap(lambda k, m: sample_pixels(k, m, per_class, "uniform", batch_dims=1))(
+      keys, members
+    )
+    taught, _ = self.forward(state.extra["teacher"], state, batch["image"], None, train=True)
+    teacher_emb = taught["embedding"].reshape(-1, taught["embedding"].shape[-1])
+    index = index.reshape(-1)
+    return {
+      "index": index,
+      "label": jnp.repeat(jnp.arange(self.num_classes), per_class),
+      "weight": weight.reshape(-1),
+      "teacher": jax.lax.stop_gradient(teacher_emb[index]),
+    }
+
+  def tsc_loss(self, labelled: dict, anchors: dict, state: TrainState, temperature, metrics):
+    """The targeted supervised contrast of the student's anchor embeddings; `(loss, memory)`."""
+    student = labelled["embedding"].reshape(-1, labelled["embedding"].shape[-1])[anchors["index"]]
+    memory = tsc.ContrastMemory(**state.extra["tsc"])
+    centres = jnp.asarray(self.centres, jnp.float32)
+    loss, memory, term_metrics = tsc.targeted_contrast(
+      student,
+      anchors["teacher"],
+      anchors["label"],
+      anchors["weight"],
+      memory,
+      centres,
+      temperature,
+      target_weight=float(self.config.semi.tsc.target_weight),
+    )
+    losses.merge_metrics(
+      metrics, {"tsc": loss, "tsc_temperature": temperature, **term_metrics}, "tsc"
+    )
+    return loss, memory
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """`batch: image, label [B, *S]` + `unlabelled: image, image_strong` → state, metrics."""
@@ -282,10 +360,32 @@ class SemiSupervisedMethod:
       if box is not None:
         target, mask = mix(target, box), mix(mask, box)
 
+    anchors = None
+    if semi.kind == "action_pp":
+      anchors = self.tsc_anchors(state, batch, contrast_rng)
+      schedule = semi.tsc
+      num_steps = int(self.config.train.num_steps)
+      tsc_temperature = cosine_temperature(
+        state.step, num_steps, schedule.temperature_low, schedule.temperature_high, schedule.period
+      )
+      contrast_temperature = cosine_temperature(
+        state.step,
+        num_steps,
+        schedule.contrast_temperature_low,
+        schedule.temperature_high,
+        schedule.period,
+      )
+    else:
+      contrast_temperature = None
+
     def loss_fn(params):
       metrics = {}
       labelled, model_state = self.forward(params, state, batch["image"], student_rng)
       loss = self.supervised(labelled["logits"], batch, metrics)
+      memory = None
+      if anchors is not None:
+        tsc_loss, memory = self.tsc_loss(labelled, anchors, state, tsc_temperature, metrics)
+        loss = loss + float(semi.tsc.weight) * tsc_loss
       student = None
       if uses_targets:
         student_state = state.replace(model_state=model_state)
@@ -296,16 +396,21 @@ class SemiSupervisedMethod:
         loss = loss + weight * unsup
       if self.contrast:
         unlabelled_part = None if student is None else (student, target)
-        loss = loss + self.contrastive(labelled, batch, unlabelled_part, contrast_rng, metrics)
-      return loss, (metrics, model_state)
+        loss = loss + self.contrastive(
+          labelled, batch, unlabelled_part, contrast_rng, metrics, contrast_temperature
+        )
+      return loss, (metrics, model_state, memory)
 
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (metrics, model_state, memory)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
+    )
     gamma = teacher.ema_decay(state.step, float(semi.ema_decay))
     state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=model_state)
     if semi.kind in TEACHER_KINDS:
-      state = state.replace(
-        extra={"teacher": teacher.ema_update(state.extra["teacher"], state.params, gamma)}
-      )
+      extra = {"teacher": teacher.ema_update(state.extra["teacher"], state.params, gamma)}
+      if memory is not None:
+        extra["tsc"] = memory._asdict()
+      state = state.replace(extra=extra)
     losses.merge_metrics(metrics, {"loss": loss, "unsupervised_weight": weight}, "semi")
     return state, metrics
 

@@ -26,6 +26,7 @@ VARIANTS = {
   "pint": ["smoke,variant=none", "smoke,variant=pnt"],
   "semi_supervised": [
     *(f"smoke,kind={k}" for k in ("labelled_only", "uamt", "fixmatch", "cps", "action")),
+    "smoke,kind=action_pp",
     "smoke,kind=action,sampling=spatial,antithetic",
   ],
   "reconstruction_detector": ["smoke,network=vae"],

@@ -38,7 +38,7 @@ def _config(
 ):
   config = ssl_config.get_config(f"smoke,kind={kind}{options}")
   with config.unlocked():
-    if tiny and kind == "action":  # The contrast needs pixel embeddings: a small U-Net.
+    if tiny and kind in ("action", "action_pp"):  # The contrasts need pixel embeddings.
       config.model.features = (4, 8)
       config.model.embedding_dim = 8
     elif tiny:
@@ -148,6 +148,32 @@ def test_action_step_adds_the_regional_contrast_and_moves_the_teacher():
   assert (term.weight, term.sampling, term.antithetic) == (0.01, "spatial", True)
 
 
+def test_action_pp_contrasts_labelled_anchors_and_carries_its_queue():
+  config = _config("action_pp")
+  setup, batch = _setup(config)
+  before = setup.create_state(0)
+  assert int(before.extra["tsc"]["pointer"]) == 0
+  assert np.all(np.asarray(before.extra["tsc"]["queue_labels"]) == -1)
+  (after, metrics), _ = _step(config, batch, before, setup)
+  present = np.unique(np.asarray(batch["label"]))
+  anchors = len(present) * config.semi.tsc.anchors_per_class
+  memory = after.extra["tsc"]
+  assert int(memory["pointer"]) == anchors % config.semi.tsc.queue_size
+  queued = np.asarray(memory["queue_labels"])
+  assert sorted(set(queued[:anchors].tolist())) == sorted(present.tolist())
+  assert np.all(queued[anchors:] == -1)
+  assert np.isfinite(float(metrics["tsc"])) and float(metrics["tsc_positives"]) >= 1
+  assert float(metrics["tsc_temperature"]) == pytest.approx(1.0)  # the cycle starts high
+
+
+def test_action_pp_queue_must_hold_a_steps_anchors():
+  config = _config("action_pp")
+  with config.unlocked():
+    config.semi.tsc.queue_size = 8
+  with pytest.raises(ValueError, match="queue_size"):
+    ssl.SemiSupervisedMethod(config)
+
+
 def test_a_contrast_without_embeddings_is_a_clear_error():
   config = _config("mean_teacher")
   with config.unlocked():
@@ -230,11 +256,11 @@ def test_bad_semi_options_are_clear_errors():
       ssl.SemiSupervisedMethod(config)
 
 
-@pytest.mark.parametrize("kind", ["mean_teacher", "fixmatch", "cps", "action"])
+@pytest.mark.parametrize("kind", ["mean_teacher", "fixmatch", "cps", "action", "action_pp"])
 def test_sharded_step_matches_single_device(devices, kind):
   """Two steps on 8 devices and on one agree to float32 round-off (teacher, CutMix, CPS, the
   stratified contrastive draws over the global batch)."""
-  options = ",sampling=spatial" if kind == "action" else ""
+  options = ",sampling=spatial" if kind.startswith("action") else ""
   config = _config(
     kind, labelled_batch=8, unlabelled_batch=16, options=options, cutmix=True, rampup_steps=1
   )
