@@ -126,6 +126,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "cutmix": kind in ("fixmatch", *ACTION_KINDS),
       "cutmix_min": 0.25,
       "cutmix_max": 0.5,
+      # ACTION's two distillation pretraining stages, each this long (the authors: 30 k
+      # iterations each before 30 k of fine-tuning; here half the fine-tuning length; 0 = off).
+      "pretrain_steps": (steps // 2) if kind in ACTION_KINDS else 0,
+      "distill": {
+        "weight": 1.0,
+        "latent_dim": 16 if smoke else 128,
+        "output_pool": 4,
+        "queue_size": 36,
+        "student_temperature": 0.1,
+        "teacher_temperature": 0.01,
+      },
       # ACTION++'s supervised adaptive contrast (kind=action_pp; the authors' 2-D constants,
       # fewer anchors and a shorter queue at the smaller sizes).
       "tsc": {

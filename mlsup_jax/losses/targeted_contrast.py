@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from mlsup_jax.losses.class_centres import match_centres
+from mlsup_jax.losses.queues import enqueue
 
 _EPS = 1e-8
 
@@ -137,12 +138,8 @@ def targeted_contrast(
   loss = jnp.sum(weights * per_anchor) / present_classes
 
   # Enqueue the present anchors' teacher embeddings in order (ring buffer); padding is dropped.
-  size = memory.queue.shape[0]
-  rank = jnp.cumsum(present) - 1
-  slots = jnp.where(present, (memory.pointer + rank) % size, size)  # `size`: out of range
-  queue = memory.queue.at[slots].set(teacher, mode="drop")
-  queue_labels = memory.queue_labels.at[slots].set(labels.astype(jnp.int32), mode="drop")
-  pointer = ((memory.pointer + jnp.sum(present)) % size).astype(jnp.int32)
+  queue, pointer = enqueue(memory.queue, memory.pointer, teacher, present)
+  queue_labels, _ = enqueue(memory.queue_labels, memory.pointer, labels, present)
   new_memory = ContrastMemory(queue, queue_labels, pointer, centroids)
   mean_positives = jnp.sum(weights * num_positive) / present_classes
   return loss, new_memory, {"tsc_positives": mean_positives}

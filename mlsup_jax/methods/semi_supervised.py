@@ -32,6 +32,16 @@ mask) of the student on the strong view against targets from the weak view, with
   every `semi.tsc.period` of the run). Its queue and centroids are carried state
   (`extra["tsc"]`).
 
+**ACTION's pretraining** (`semi.pretrain_steps` > 0, the ACTION kinds): two distillation
+stages before fine-tuning, each `pretrain_steps` long — `distill_encoder` (only the encoder's
+parameters and the heads move) then `distill` (everything) — with the supervised loss on the
+labelled batch plus `semi.distill.weight ·` the similarity KL (`losses/similarity_distillation`)
+between the student (strong view) and the EMA teacher (weak view) over a queue of
+`semi.distill.queue_size` teacher embeddings: of the pooled bottleneck (both stages) and of the
+pooled output map (second stage), through `nn/distillation_heads.py` (T_s 0.1, T_t 0.01, queue
+36, as the authors' 2-D runs). The parameters are then `{"net", "heads"}`; the queues are carried
+in `extra["distill"]`; the fine-tuning stage starts from the pretrained student and teacher.
+
 **Contrast** (`config.loss.contrast`, optional: weight 0 = off; needs `model.embedding_dim`): the
 `regional_contrast` term over the student's pixel embeddings of the labelled batch (ground-truth
 labels) and of the unlabelled batch (the targets' labels where their confidence exceeds
@@ -58,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from mlsup_jax import losses
 from mlsup_jax.core import teacher
@@ -69,10 +80,13 @@ from mlsup_jax.losses import targeted_contrast as tsc
 from mlsup_jax.losses.class_centres import cosine_temperature, uniform_centres
 from mlsup_jax.losses.consistency import class_probabilities
 from mlsup_jax.losses.pixel_sampling import sample_pixels
+from mlsup_jax.losses.queues import enqueue
 from mlsup_jax.losses.segmentation import weighted_pixel_mean
+from mlsup_jax.losses.similarity_distillation import similarity_kl
 from mlsup_jax.methods.segmentation import evaluation_class_names, predicted_classes
 from mlsup_jax.metrics import segmentation
 from mlsup_jax.nn import build_model
+from mlsup_jax.nn.distillation_heads import DistillationHeads
 from mlsup_jax.ood import uncertainty
 
 KINDS = ("labelled_only", "mean_teacher", "uamt", "fixmatch", "cps", "action", "action_pp")
@@ -152,7 +166,30 @@ class SemiSupervisedMethod:
         )
     self.model = build_model(config.model, spatial_dims=config.data.spatial_dims)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
-    self.stages = (Stage("train", config.train.num_steps, self.train_step, self.optimizer),)
+    train = Stage("train", config.train.num_steps, self.train_step, self.optimizer)
+    self.pretrain_steps = int(semi.get("pretrain_steps", 0))
+    self.heads = None
+    if self.pretrain_steps:
+      if semi.kind not in ("action", "action_pp"):
+        raise ValueError("semi.pretrain_steps (ACTION's distillation) needs kind=action/action_pp.")
+      if not config.model.get("embedding_dim", 0):
+        raise ValueError("ACTION's pretraining reads the U-Net's latent: set model.embedding_dim.")
+      distill = semi.distill
+      pooled = self.num_classes * int(distill.output_pool) ** int(config.data.spatial_dims)
+      self.heads = DistillationHeads(int(distill.latent_dim), int(distill.output_pool), pooled)
+      pretrain = build_optimizer(config.optimizer, self.pretrain_steps)
+      # The first stage moves the encoder (and heads) only: the decoder's updates, weight decay
+      # included, are zero.
+      encoder_only = optax.multi_transform(
+        {"train": pretrain, "frozen": optax.set_to_zero()}, self._encoder_labels
+      )
+      self.stages = (
+        Stage("distill_encoder", self.pretrain_steps, self.distill_encoder_step, encoder_only),
+        Stage("distill", self.pretrain_steps, self.distill_step, pretrain),
+        train,
+      )
+    else:
+      self.stages = (train,)
     self.batch_keys = BatchKeys(
       train={MAIN_STREAM: ("image", "label"), UNLABELLED: ("image", "image_strong")},
       eval=("image", "label"),
@@ -163,6 +200,10 @@ class SemiSupervisedMethod:
   def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
     a_rng, b_rng = jax.random.split(rng)
     params, model_state = init_network(self.model, a_rng, example_batch["image"])
+    if self.heads is not None:
+      outputs = self.model.apply({"params": params}, example_batch["image"][:1], train=False)
+      heads = self.heads.init(jax.random.fold_in(rng, 11), outputs["latent"], outputs["logits"])
+      params = {"net": params, "heads": heads["params"]}
     extra = {}
     if self.config.semi.kind in TEACHER_KINDS:
       extra = {"teacher": jax.tree.map(jnp.copy, params)}
@@ -174,7 +215,16 @@ class SemiSupervisedMethod:
         int(self.config.model.embedding_dim),
       )
       extra["tsc"] = memory._asdict()
-    elif self.config.semi.kind == "cps":
+    if self.heads is not None:
+      distill = self.config.semi.distill
+      size = int(distill.queue_size)
+      extra["distill"] = {
+        "latent": jnp.zeros((size, int(distill.latent_dim)), jnp.float32),
+        "output": jnp.zeros((size, self.heads.output_dim), jnp.float32),
+        "filled": jnp.zeros((size,), bool),
+        "pointer": jnp.zeros((), jnp.int32),
+      }
+    if self.config.semi.kind == "cps":
       if jax.tree.leaves(model_state):
         raise ValueError(
           "semi.kind=cps trains two networks with one non-trainable state: use a network "
@@ -182,12 +232,14 @@ class SemiSupervisedMethod:
         )
       params = {"a": params, "b": init_network(self.model, b_rng, example_batch["image"])[0]}
     return TrainState.create(
-      params=params, optimizer=self.optimizer, model_state=model_state, extra=extra
+      params=params, optimizer=self.stages[0].optimizer, model_state=model_state, extra=extra
     )
 
   def forward(self, params, state: TrainState, image: jax.Array, rng, train: bool = True):
     """`({"logits": [B, *S, K], "embedding"?: [B, *S, D]}, model_state)`."""
     rngs = None if rng is None else {"dropout": rng}
+    if self.heads is not None:
+      params = params["net"]
     outputs, model_state = apply_network(
       self.model, params, state.model_state, image, train=train, rngs=rngs
     )
@@ -293,6 +345,89 @@ class SemiSupervisedMethod:
     )
     losses.merge_metrics(metrics, term_metrics, "contrast")
     return loss
+
+  # ------------------------------------------------------------------------------ pretraining
+
+  def _encoder_labels(self, params):
+    """ "train" for the U-Net encoder's parameters and the heads, "frozen" for the rest."""
+    levels = len(self.config.model.features)
+    encoder = {f"ConvNormAct_{i}" for i in range(2 * levels)}  # two blocks per level
+
+    def label(path, _):
+      names = [getattr(k, "key", str(k)) for k in path]
+      if names[0] == "heads":
+        return "train"
+      in_encoder = len(names) > 2 and names[1] == "UNetBackbone_0" and names[2] in encoder
+      return "train" if in_encoder else "frozen"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  def _distill(self, state: TrainState, batch: dict, rng: jax.Array, encoder_only: bool):
+    """One distillation step (module docstring, ACTION's pretraining)."""
+    semi, distill = self.config.semi, self.config.semi.distill
+    unlabelled = batch[UNLABELLED]
+    student_rng, _ = jax.random.split(rng)
+    teacher_params = state.extra["teacher"]
+    taught, _ = self.forward(teacher_params, state, unlabelled["image"], None)
+    heads = self.heads
+    teacher_heads = {"params": teacher_params["heads"]}
+    t_latent = heads.apply(teacher_heads, taught["latent"], method=heads.latent)
+    t_output = heads.apply(teacher_heads, taught["logits"], method=heads.output)
+    t_latent, t_output = jax.lax.stop_gradient((t_latent, t_output))
+    queue = state.extra["distill"]
+    temperatures = {
+      "student_temperature": float(distill.student_temperature),
+      "teacher_temperature": float(distill.teacher_temperature),
+    }
+
+    def loss_fn(params):
+      metrics = {}
+      labelled, model_state = self.forward(params, state, batch["image"], student_rng)
+      loss = self.supervised(labelled["logits"], batch, metrics)
+      student_state = state.replace(model_state=model_state)
+      student, model_state = self.forward(params, student_state, unlabelled["image_strong"], None)
+      variables = {"params": params["heads"]}
+      s_latent = heads.apply(variables, student["latent"], method=heads.latent)
+      s_latent = heads.apply(variables, s_latent, method=heads.predict)
+      kl = similarity_kl(s_latent, t_latent, queue["latent"], queue["filled"], **temperatures)
+      metrics["distill/kl_latent"] = kl
+      if not encoder_only:
+        s_output = heads.apply(variables, student["logits"], method=heads.output)
+        s_output = heads.apply(variables, s_output, method=heads.predict_output)
+        kl_output = similarity_kl(
+          s_output, t_output, queue["output"], queue["filled"], **temperatures
+        )
+        metrics["distill/kl_output"] = kl_output
+        kl = kl + kl_output
+      loss = loss + float(distill.weight) * kl
+      return loss, (metrics, model_state)
+
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    stage_optimizer = self.stages[0 if encoder_only else 1].optimizer
+    gamma = teacher.ema_decay(state.step, float(semi.ema_decay))
+    state = state.apply_gradients(grads=grads, optimizer=stage_optimizer, model_state=model_state)
+    new_queue = dict(queue)
+    new_queue["latent"], pointer = enqueue(queue["latent"], queue["pointer"], t_latent)
+    new_queue["output"], _ = enqueue(queue["output"], queue["pointer"], t_output)
+    new_queue["filled"], _ = enqueue(
+      queue["filled"], queue["pointer"], jnp.ones(t_latent.shape[:1], bool)
+    )
+    new_queue["pointer"] = pointer
+    extra = {
+      **state.extra,
+      "teacher": teacher.ema_update(state.extra["teacher"], state.params, gamma),
+      "distill": new_queue,
+    }
+    losses.merge_metrics(metrics, {"loss": loss}, "distill")
+    return state.replace(extra=extra), metrics
+
+  def distill_encoder_step(self, state: TrainState, batch: dict, rng: jax.Array):
+    """ACTION's first pretraining stage: the encoder and the latent distillation."""
+    return self._distill(state, batch, rng, encoder_only=True)
+
+  def distill_step(self, state: TrainState, batch: dict, rng: jax.Array):
+    """ACTION's second pretraining stage: everything, latent and output distillation."""
+    return self._distill(state, batch, rng, encoder_only=False)
 
   def tsc_anchors(self, state: TrainState, batch: dict, key: jax.Array) -> dict:
     """ACTION++'s anchors: per class, `anchors_per_class` labelled pixels drawn uniformly over
@@ -407,7 +542,10 @@ class SemiSupervisedMethod:
     gamma = teacher.ema_decay(state.step, float(semi.ema_decay))
     state = state.apply_gradients(grads=grads, optimizer=self.optimizer, model_state=model_state)
     if semi.kind in TEACHER_KINDS:
-      extra = {"teacher": teacher.ema_update(state.extra["teacher"], state.params, gamma)}
+      extra = {
+        **state.extra,
+        "teacher": teacher.ema_update(state.extra["teacher"], state.params, gamma),
+      }
       if memory is not None:
         extra["tsc"] = memory._asdict()
       state = state.replace(extra=extra)

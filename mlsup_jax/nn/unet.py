@@ -99,7 +99,8 @@ class UNet(nn.Module):
 
   With `embedding_dim > 0` it also returns pixel embeddings for contrastive losses (ACTION++'s
   choice: every decoder scale resized to full resolution and concatenated, then a projection
-  `1×1 conv → ReLU → 1×1 conv`), as `{"logits": …, "embedding": [B, *S, embedding_dim]}`.
+  `1×1 conv → ReLU → 1×1 conv`), as `{"logits": …, "embedding": [B, *S, embedding_dim],
+  "latent": the bottleneck [B, *S/2^(L-1), features[-1]]}`.
 
   Attributes:
     num_classes: output classes.
@@ -131,4 +132,8 @@ class UNet(nn.Module):
     ]
     h = nn.relu(nn.Conv(self.embedding_dim, kernel, dtype=self.dtype)(jnp.concatenate(resized, -1)))
     embedding = nn.Conv(self.embedding_dim, kernel, dtype=self.dtype)(h)
-    return {"logits": logits, "embedding": embedding.astype(jnp.float32)}
+    return {
+      "logits": logits,
+      "embedding": embedding.astype(jnp.float32),
+      "latent": scales[0],  # the bottleneck, for image-level distillation
+    }

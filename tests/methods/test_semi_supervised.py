@@ -17,7 +17,7 @@ from tiny_segmentation import TinySegNet, assert_trees_close
 from configs import semi_supervised as ssl_config
 from mlsup_jax.core import mesh as mesh_lib
 from mlsup_jax.core import teacher, trainer
-from mlsup_jax.core.run_setup import RunSetup
+from mlsup_jax.core.run_setup import RunSetup, enter_stage
 from mlsup_jax.data import pipeline
 from mlsup_jax.data.sources import DATASETS
 from mlsup_jax.data.validation import DataError
@@ -114,10 +114,19 @@ def test_uamt_masks_pixels_above_the_entropy_threshold():
   np.testing.assert_array_equal(np.asarray(mask)[~near], keep[~near].astype(np.float32))
 
 
-def _step(config, batch, state=None, setup=None, steps=1):
+def _stage(setup, name="train"):
+  return next(stage for stage in setup.stages if stage.name == name)
+
+
+def _state(setup, stage="train"):
+  """A fresh state whose optimizer state is `stage`'s."""
+  return setup.create_state([s.name for s in setup.stages].index(stage))
+
+
+def _step(config, batch, state=None, setup=None, steps=1, stage="train"):
   setup = setup or _one_device_setup(config)
-  state = setup.create_state(0) if state is None else state
-  step = jax.jit(setup.stages[0].train_step)
+  state = _state(setup, stage) if state is None else state
+  step = jax.jit(_stage(setup, stage).train_step)
   for i in range(steps):
     state, metrics = step(state, batch, jax.random.key(3 + i))
   return (state, metrics), setup
@@ -143,7 +152,7 @@ def test_action_step_adds_the_regional_contrast_and_moves_the_teacher():
   (after, metrics), _ = _step(config, batch, setup=setup)
   assert float(metrics["contrast/contrast_classes"]) >= 2
   assert np.isfinite(float(metrics["loss/contrast/regional_contrast"]))
-  assert set(after.extra) == {"teacher"}
+  assert set(after.extra) == {"teacher", "distill"}  # the pretraining queues stay carried
   term = config.loss.contrast.regional_contrast
   assert (term.weight, term.sampling, term.antithetic) == (0.01, "spatial", True)
 
@@ -151,7 +160,7 @@ def test_action_step_adds_the_regional_contrast_and_moves_the_teacher():
 def test_action_pp_contrasts_labelled_anchors_and_carries_its_queue():
   config = _config("action_pp")
   setup, batch = _setup(config)
-  before = setup.create_state(0)
+  before = _state(setup)
   assert int(before.extra["tsc"]["pointer"]) == 0
   assert np.all(np.asarray(before.extra["tsc"]["queue_labels"]) == -1)
   (after, metrics), _ = _step(config, batch, before, setup)
@@ -172,6 +181,39 @@ def test_action_pp_queue_must_hold_a_steps_anchors():
     config.semi.tsc.queue_size = 8
   with pytest.raises(ValueError, match="queue_size"):
     ssl.SemiSupervisedMethod(config)
+
+
+def test_action_pretraining_stages_distil_and_the_first_moves_only_the_encoder():
+  config = _config("action")
+  setup, batch = _setup(config)
+  assert [(s.name, s.num_steps) for s in setup.stages] == [
+    ("distill_encoder", 3),
+    ("distill", 3),
+    ("train", 6),
+  ]
+  before = _state(setup, "distill_encoder")
+  assert set(before.params) == {"net", "heads"}
+  (after, metrics), _ = _step(config, batch, before, setup, stage="distill_encoder")
+  assert "distill/kl_latent" in metrics and "distill/kl_output" not in metrics
+
+  changed = jax.tree_util.tree_map_with_path(
+    lambda path, x, y: (jax.tree_util.keystr(path), bool(jnp.any(x != y))),
+    before.params,
+    after.params,
+  )
+  flags = dict(jax.tree.leaves(changed, is_leaf=lambda x: isinstance(x, tuple)))
+  encoder = [k for k in flags if "UNetBackbone_0" in k and "ConvNormAct_0'" in k]
+  decoder = [k for k in flags if "ConvTranspose" in k or k.startswith("['net']['Conv_")]
+  assert encoder and all(flags[k] for k in encoder)
+  assert decoder and not any(flags[k] for k in decoder)
+  assert any(flags[k] for k in flags if k.startswith("['heads']"))
+  queue = after.extra["distill"]
+  n = config.data.streams.unlabelled.batch_size
+  assert int(queue["pointer"]) == n and int(queue["filled"].sum()) == n
+  after = enter_stage(after, _stage(setup, "distill"))  # the trainer's stage change
+  (after2, metrics), _ = _step(config, batch, after, setup, stage="distill")
+  assert "distill/kl_output" in metrics and np.isfinite(float(metrics["distill/kl_output"]))
+  assert int(after2.extra["distill"]["filled"].sum()) == min(2 * n, 36)
 
 
 def test_a_contrast_without_embeddings_is_a_clear_error():
@@ -256,8 +298,18 @@ def test_bad_semi_options_are_clear_errors():
       ssl.SemiSupervisedMethod(config)
 
 
-@pytest.mark.parametrize("kind", ["mean_teacher", "fixmatch", "cps", "action", "action_pp"])
-def test_sharded_step_matches_single_device(devices, kind):
+@pytest.mark.parametrize(
+  "kind, stage",
+  [
+    ("mean_teacher", "train"),
+    ("fixmatch", "train"),
+    ("cps", "train"),
+    ("action", "train"),
+    ("action", "distill"),
+    ("action_pp", "train"),
+  ],
+)
+def test_sharded_step_matches_single_device(devices, kind, stage):
   """Two steps on 8 devices and on one agree to float32 round-off (teacher, CutMix, CPS, the
   stratified contrastive draws over the global batch)."""
   options = ",sampling=spatial" if kind.startswith("action") else ""
@@ -269,9 +321,10 @@ def test_sharded_step_matches_single_device(devices, kind):
 
   def run(devs):
     setup = RunSetup(config, devs)
-    _, shardings = setup.state_shardings(0)
-    state = setup.create_state(0)
-    step = setup.compile_step(setup.stages[0], shardings)
+    index = [s.name for s in setup.stages].index(stage)
+    _, shardings = setup.state_shardings(index)
+    state = setup.create_state(index)
+    step = setup.compile_step(setup.stages[index], shardings)
     seen = []
     for i, local in enumerate(batches):
       batch = mesh_lib.global_batch(local, setup.mesh)
@@ -282,8 +335,11 @@ def test_sharded_step_matches_single_device(devices, kind):
 
   sharded_metrics, sharded = run(devices)
   single_metrics, single = run(devices[:1])
+  # The distillation KL divides similarities by T_t = 0.01: a reduction-order difference of
+  # 1e-8 in a cosine becomes 1e-6 in the KL, so its metric is compared at 1e-5.
+  metric_atol = 1e-5 if stage == "distill" else 1e-6
   for a, b in zip(sharded_metrics, single_metrics, strict=True):
-    assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
+    assert_trees_close(a, b, rtol=1e-5, atol=metric_atol)
   assert_trees_close(sharded.params, single.params, rtol=1e-5, atol=1e-6)
   assert_trees_close(sharded.extra, single.extra, rtol=1e-5, atol=1e-6)
 
