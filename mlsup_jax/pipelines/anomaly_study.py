@@ -32,7 +32,7 @@ from mlsup_jax.core import evaluation, trainer
 from mlsup_jax.data.augmentation.distortions import UNSEEN_TRANSFORMS
 from mlsup_jax.data.phantoms.modalities import MODALITY_NAMES
 from mlsup_jax.metrics import ood as ood_metrics
-from mlsup_jax.pipelines import unseen_transforms
+from mlsup_jax.pipelines import seed_grid, unseen_transforms
 
 # (row name, run, score) in the thesis's row order (Tables 4.3 and 4.7).
 ROWS = (
@@ -317,3 +317,96 @@ def run_study(
     "results": results,
     "inter_class": inter,
   }
+
+
+SEED_TABLES = ("intra_class", "inter_class_auroc", "per_class_auroc")
+
+
+def aggregate_seeds(per_seed: Sequence[dict]) -> dict:
+  """`run_study` results, one per seed → tables of per-seed values and claim counts."""
+  tables = seed_grid.stack_tables(
+    [result["tables"] for result in per_seed],
+    [name for name in SEED_TABLES if name in per_seed[0]["tables"]],
+  )
+  holds = seed_grid.count_holds([result["claims"] for result in per_seed])
+  return {"tables": tables, "holds": holds, "seeds": len(per_seed)}
+
+
+def render_seeds_markdown(summary: dict) -> str:
+  """Intra-class AUROC / DIFF, per-class and inter-class AUROC as `mean ± std (each seed)`."""
+  tables, n = summary["tables"], summary["seeds"]
+  intra = tables["intra_class"]
+  parts = [
+    f"Mean ± std over {n} seeds (each seed's value in brackets).",
+    "",
+    "### Intra-class OOD (clean protocol)",
+    "",
+    _markdown(
+      ["method", "AUROC ↑", "DIFF ↑"],
+      [
+        [row, seed_grid.mean_std_cell(v["auroc"]), seed_grid.mean_std_cell(v["diff"])]
+        for row, v in intra.items()
+      ],
+    ),
+  ]
+  per_class = tables.get("per_class_auroc", {})
+  classes = list(dict.fromkeys(c for v in per_class.values() for c in v))
+  if classes:
+    parts += [
+      "",
+      "### Intra-class AUROC per OOD class",
+      "",
+      _markdown(
+        ["method"] + classes,
+        [
+          [row] + [seed_grid.mean_std_cell(v[c], 2) for c in classes]
+          for row, v in per_class.items()
+        ],
+      ),
+    ]
+  inter = tables.get("inter_class_auroc", {})
+  modalities = sorted({m for v in inter.values() for m in v}, key=list(MODALITY_NAMES).index)
+  if modalities:
+    parts += [
+      "",
+      "### Inter-class OOD (AUROC)",
+      "",
+      _markdown(
+        ["method"] + modalities,
+        [
+          [row] + [seed_grid.mean_std_cell(v[m], 2) for m in modalities]
+          for row, v in inter.items()
+          if v
+        ],
+      ),
+    ]
+  parts += ["", "### The thesis's claims across seeds (intra-class AUROC)", ""]
+  parts += [f"- {claim}: holds on {k} / {n} seeds" for claim, k in summary["holds"].items()]
+  return "\n".join(parts)
+
+
+def run_seeds(make_configs, workdir: str, seeds: Sequence[int], **study_options) -> dict:
+  """`run_study` once per seed in `workdir/seed_<s>`, then the tables over the seeds.
+
+  Args:
+    make_configs: `seed -> {run: config}` (e.g. `with_seed` of each run's config).
+    workdir: the study folder.
+    seeds: the seeds.
+    **study_options: `run_study`'s `inter_class`, `unseen`, ….
+
+  Returns:
+    `{"per_seed", "summary", "markdown"}`; `workdir/results.md` and `results.json` hold the
+    aggregate.
+  """
+  per_seed = [
+    run_study(make_configs(seed), os.path.join(workdir, f"seed_{seed}"), **study_options)
+    for seed in seeds
+  ]
+  summary = aggregate_seeds(per_seed)
+  markdown = render_seeds_markdown(summary)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+      f.write(markdown + "\n")
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump({"seeds": list(seeds), **summary}, f, indent=2)
+  return {"per_seed": per_seed, "summary": summary, "markdown": markdown}

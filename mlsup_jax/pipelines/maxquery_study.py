@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from mlsup_jax.core import trainer
+from mlsup_jax.pipelines import seed_grid
 
 # (row name, variant, score key) of the OOD table, in the paper's row order.
 OOD_ROWS = (
@@ -205,17 +206,11 @@ def _cell(values: Sequence[float | None]) -> str:
 
 def aggregate(per_seed: Sequence[dict], class_names) -> dict:
   """Mean ± std tables and per-ordering seed counts from `run_study` results, one per seed."""
-  tables = {}
-  for table in ("inlier_dice", "ood_localization", "score_ablation"):
-    rows = per_seed[0]["tables"][table]
-    tables[table] = {
-      row: {col: [result["tables"][table][row][col] for result in per_seed] for col in rows[row]}
-      for row in rows
-    }
-  holds = {
-    claim: sum(bool(result["ordering"][claim]) for result in per_seed)
-    for claim in per_seed[0]["ordering"]
-  }
+  tables = seed_grid.stack_tables(
+    [result["tables"] for result in per_seed],
+    ("inlier_dice", "ood_localization", "score_ablation"),
+  )
+  holds = seed_grid.count_holds([result["ordering"] for result in per_seed])
   return {"tables": tables, "holds": holds, "seeds": len(per_seed)}
 
 

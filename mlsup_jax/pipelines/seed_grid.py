@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import jax
@@ -76,6 +76,45 @@ def summarize(grid: Grid, results: dict, settings: Sequence[str], seeds) -> dict
       if all(a in score and b in score for a, b in pairs)
     }
   return {"cells": cells, "holds": holds, "seeds": list(seeds)}
+
+
+def stack_tables(per_seed: Sequence[Mapping], names: Sequence[str]) -> dict:
+  """`{table: {row: {column: value}}}` per seed → `{table: {row: {column: [value per seed]}}}`.
+
+  Rows and columns follow the first seed; a cell missing on a seed is None there.
+
+  Example:
+    >>> from mlsup_jax.pipelines.seed_grid import stack_tables
+    >>> stack_tables([{"t": {"A": {"auroc": 0.6}}}, {"t": {"A": {"auroc": 0.7}}}], ["t"])
+    {'t': {'A': {'auroc': [0.6, 0.7]}}}
+  """
+  return {
+    name: {
+      row: {col: [seed[name].get(row, {}).get(col) for seed in per_seed] for col in cols}
+      for row, cols in per_seed[0][name].items()
+    }
+    for name in names
+  }
+
+
+def count_holds(per_seed_claims: Sequence[Mapping[str, bool | None]]) -> dict[str, int]:
+  """On how many seeds each claim held (`True`)."""
+  return {claim: sum(bool(c.get(claim)) for c in per_seed_claims) for claim in per_seed_claims[0]}
+
+
+def mean_std_cell(values, digits: int = 3, scale: float = 1.0) -> str:
+  """`mean ± std (v0 / v1 / …)` over the finite values; — when there is none.
+
+  Example:
+    >>> from mlsup_jax.pipelines.seed_grid import mean_std_cell
+    >>> mean_std_cell([0.61, 0.65, None])
+    '0.630 ± 0.020 (0.610 / 0.650 / —)'
+  """
+  finite = [scale * v for v in values if v is not None and np.isfinite(v)]
+  if not finite:
+    return "—"
+  each = " / ".join("—" if v is None else f"{scale * v:.{digits}f}" for v in values)
+  return f"{np.mean(finite):.{digits}f} ± {np.std(finite):.{digits}f} ({each})"
 
 
 def _cell(metric: str, values) -> str:
