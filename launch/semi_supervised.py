@@ -28,6 +28,7 @@ METHODS = {
   "FixMatch": "kind=fixmatch",
   "CPS": "kind=cps",
   "ACTION (fine-tuning)": "kind=action",
+  "ACTION (pretraining + fine-tuning)": "kind=action,pretrain",
   "ACTION + ARCO sampling": "kind=action,sampling=spatial",
   "ACTION++": "kind=action_pp",
 }

@@ -27,6 +27,7 @@ VARIANTS = {
   "semi_supervised": [
     *(f"smoke,kind={k}" for k in ("labelled_only", "uamt", "fixmatch", "cps", "action")),
     "smoke,kind=action_pp",
+    "smoke,kind=action,pretrain",
     "smoke,kind=action,sampling=spatial,antithetic",
   ],
   "reconstruction_detector": ["smoke,network=vae"],

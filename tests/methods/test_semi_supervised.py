@@ -152,7 +152,7 @@ def test_action_step_adds_the_regional_contrast_and_moves_the_teacher():
   (after, metrics), _ = _step(config, batch, setup=setup)
   assert float(metrics["contrast/contrast_classes"]) >= 2
   assert np.isfinite(float(metrics["loss/contrast/regional_contrast"]))
-  assert set(after.extra) == {"teacher", "distill"}  # the pretraining queues stay carried
+  assert set(after.extra) == {"teacher"}
   term = config.loss.contrast.regional_contrast
   assert (term.weight, term.sampling, term.antithetic) == (0.01, "spatial", True)
 
@@ -184,7 +184,7 @@ def test_action_pp_queue_must_hold_a_steps_anchors():
 
 
 def test_action_pretraining_stages_distil_and_the_first_moves_only_the_encoder():
-  config = _config("action")
+  config = _config("action", options=",pretrain")
   setup, batch = _setup(config)
   assert [(s.name, s.num_steps) for s in setup.stages] == [
     ("distill_encoder", 3),
@@ -305,7 +305,7 @@ def test_bad_semi_options_are_clear_errors():
     ("fixmatch", "train"),
     ("cps", "train"),
     ("action", "train"),
-    ("action", "distill"),
+    ("action", "distill"),  # with `pretrain`
     ("action_pp", "train"),
   ],
 )
@@ -313,6 +313,8 @@ def test_sharded_step_matches_single_device(devices, kind, stage):
   """Two steps on 8 devices and on one agree to float32 round-off (teacher, CutMix, CPS, the
   stratified contrastive draws over the global batch)."""
   options = ",sampling=spatial" if kind.startswith("action") else ""
+  if stage != "train":
+    options += ",pretrain"
   config = _config(
     kind, labelled_batch=8, unlabelled_batch=16, options=options, cutmix=True, rampup_steps=1
   )

@@ -1,0 +1,45 @@
+"""The semi-supervised family learns (slow): at the CI size (`small`: 1 labelled patient of 8
+slices, 11 unlabelled, 400 steps, seed 0), with each run's checkpoint chosen on the validation
+patients and tested once — `python -m launch.semi_supervised` in a subprocess on one device.
+
+What is asserted is what held on **every** seed of the study (docs/results/semi_supervised.md,
+seeds 0–2 at this size): FixMatch's test Dice above labelled-only training's (by 0.005 / 0.001 /
+0.018). The papers' other orderings (Mean Teacher, UA-MT above labelled-only) do not hold at
+this size and are reported there, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from one_device_run import REPO, one_device_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_fixmatch_beats_labelled_only_with_one_labelled_patient(tmp_path):
+  command = [
+    sys.executable,
+    "-m",
+    "launch.semi_supervised",
+    f"--workdir={tmp_path}",
+    "--options=small",
+    "--labelled=1",
+    "--seeds=1",
+    "--methods=labelled-only,FixMatch",
+  ]
+  run = subprocess.run(command, cwd=REPO, env=one_device_env(), capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr[-3000:]
+  with open(os.path.join(tmp_path, "results.json")) as f:
+    results = json.load(f)["results"]
+  labelled_only = results["labelled-only"]["1"]["0"]
+  fixmatch = results["FixMatch"]["1"]["0"]
+  for result in (labelled_only, fixmatch):
+    assert result["dice"] > 0.7  # both segment the three structures (untrained: ≈ 0.05)
+    assert result["num_images"] == 4  # per test volume
+    assert 100 <= result["selected_step"] <= 400  # chosen on validation, among the kept steps
+  assert fixmatch["dice"] > labelled_only["dice"]
