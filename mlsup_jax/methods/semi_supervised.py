@@ -51,13 +51,16 @@ labels) and of the unlabelled batch (the targets' labels where their confidence 
 `semi.cutmix`: the strong views and their targets (and masks) are mixed pairwise between
 unlabelled images (image i with i+1) inside one random box per pair, the box's area a uniform
 fraction in `[semi.cutmix_min, semi.cutmix_max]` — fixed shapes, inside the jitted step.
-Carried state: `extra = {"teacher": EMA params}` (mean teacher, UA-MT) or `{"b": params of the
-second network}` (CPS). Evaluation (the teacher for MT / UA-MT, as their papers report; network
-`a` for CPS; the student otherwise): Dice, IoU, HD95, HD, ASD per class and mean — per patient
-volume when the examples carry `patient` and `slice` (`metrics/segmentation.multiclass_report`
-over the stacked slices), else per slice — with distances in `eval.spacing` units (`(slice,
-row, column)`; None = voxels). A structure missed in a volume has no distance: it is counted in
-`num_missed` and left out of the distance means (`eval.missed_distance`), never scored 0.
+Carried state: `extra["teacher"]` (the EMA kinds: Mean Teacher, UA-MT, ACTION, ACTION++),
+`extra["tsc"]` (ACTION++'s queue), `extra["distill"]` (ACTION's pretraining queues); CPS's
+second network is `params["b"]`.
+
+Evaluation (the teacher for the EMA kinds, as their papers report; network `a` for CPS; the
+student otherwise): Dice, IoU, HD95, HD, ASD per class and mean — per patient volume when the
+examples carry `patient` and `slice` (`metrics/segmentation.multiclass_report` over the stacked
+slices), else per slice — with distances in `eval.spacing` units (`(slice, row, column)`; None =
+voxels). A structure missed in a volume has no distance: it is counted in `num_missed` and left
+out of the distance means (`eval.missed_distance`), never scored 0.
 """
 
 from __future__ import annotations
