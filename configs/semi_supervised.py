@@ -14,8 +14,8 @@ Your own data: replace both roles' base (a labelled source whose examples group 
       --config.data.streams.unlabelled.source.base.root=DIR
 
 Options after the colon (comma-separated):
-  kind=labelled_only|mean_teacher|uamt|fixmatch|cps|action|action_pp  the method (default
-                  mean_teacher);
+  kind=labelled_only|mean_teacher|uamt|fixmatch|cps|action|action_pp|arco|mona  the method
+                  (default mean_teacher);
   labelled=N      labelled training patients (default 1; the analogue of ACDC's 1 / 3 / 7);
   sampling=uniform|spatial|index  how the contrast draws its queries (ARCO: spatial / index);
   antithetic      ARCO's antithetic draws;
@@ -52,8 +52,10 @@ UNSUPERVISED = {
   "cps": "pseudo_label_ce",
   "action": "pseudo_label_ce",
   "action_pp": "pseudo_label_ce",
+  "arco": "pseudo_label_ce",
+  "mona": "pseudo_label_ce",
 }
-ACTION_KINDS = ("action", "action_pp")
+ACTION_KINDS = ("action", "action_pp", "arco", "mona")  # ACTION's fine-tuning base
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -63,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     values={"kind": "mean_teacher", "labelled": "1", "sampling": "uniform"},
   )
   kind, smoke = values["kind"], "smoke" in flags
+  explicit_sampling = "sampling=" in (arg or "")
   size_name = "smoke" if smoke else "small" if "small" in flags else "default"
   if kind not in KINDS:
     raise ValueError(f"Unknown kind {kind!r}; expected one of {KINDS}.")
@@ -105,7 +108,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           # The smoke runs draw fewer queries (a multiple of the 16 sampling groups).
           "num_queries": 32 if smoke else 256,
           "num_negatives": 32 if smoke else 512,
-          "sampling": values["sampling"],
+          # ARCO: stratified groups over space unless asked otherwise.
+          "sampling": "spatial" if kind == "arco" and not explicit_sampling else values["sampling"],
           "antithetic": "antithetic" in flags,
         }
       },
@@ -127,6 +131,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "cutmix": kind in ("fixmatch", *ACTION_KINDS),
       "cutmix_min": 0.25,
       "cutmix_max": 0.5,
+      # ARCO / MONA's equivariance: KL between the prediction of a TPS-warped weak view and the
+      # warped teacher prediction, on confident (≥ 0.7) foreground pixels (the authors' code:
+      # weight 1, σ 0.01 on a 3 × 3 grid of control points).
+      "equivariance": {"weight": 1.0, "threshold": 0.7, "grid": 3, "sigma": 0.01},
       # ACTION's two distillation pretraining stages, each this long (the authors: 30 k
       # iterations each before 30 k of fine-tuning; `pretrain`: half the fine-tuning length).
       # Off by default: on the phantom they have not yet been shown to help (see

@@ -31,6 +31,8 @@ METHODS = {
   "ACTION (pretraining + fine-tuning)": "kind=action,pretrain",
   "ACTION + ARCO sampling": "kind=action,sampling=spatial",
   "ACTION++": "kind=action_pp",
+  "ARCO (no memory term)": "kind=arco",
+  "MONA (no memory term)": "kind=mona",
 }
 METRICS = ("dice", "dice/rv", "dice/myocardium", "dice/lv", "iou", "hd95", "asd")
 LABELS = {
@@ -51,6 +53,11 @@ ORDERINGS = tuple(
   ("ACTION > Mean Teacher", (("ACTION (fine-tuning)", "Mean Teacher"),)),
   ("ARCO sampling > uniform", (("ACTION + ARCO sampling", "ACTION (fine-tuning)"),)),
   ("ACTION++ > ACTION", (("ACTION++", "ACTION (fine-tuning)"),)),
+  ("ARCO > MONA", (("ARCO (no memory term)", "MONA (no memory term)"),)),
+  *(
+    (f"{name} > Mean Teacher", ((name, "Mean Teacher"),))
+    for name in ("ACTION++", "ARCO (no memory term)", "MONA (no memory term)")
+  ),
 )
 GRID = seed_grid.Grid("labelled", METRICS, ORDERINGS)
 

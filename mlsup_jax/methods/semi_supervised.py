@@ -24,6 +24,12 @@ mask) of the student on the strong view against targets from the weak view, with
 * `action` (ACTION's fine-tuning objective, as its code has it): the EMA teacher's hard labels
   (`pseudo_label_ce`), every unlabelled image weighted by the fraction of its pixels the teacher
   predicts with confidence ≥ `semi.threshold` (0.97), CutMix, plus the regional contrast below;
+* `arco` / `mona` (our reading of ARCO and MONA, which share one codebase): ACTION's base with
+  the transformation-equivariance term (`semi.equivariance.weight ·`
+  `losses/equivariance.equivariance_kl`: the student's prediction of a thin-plate-spline-warped
+  weak view against the teacher's warped prediction, `nn/warps.py`); ARCO draws the contrast's
+  queries by stratified groups (its config's `sampling=spatial`), MONA uniformly (MONA's code is
+  ARCO's with `--func rand`). Their nearest-neighbour memory term is not implemented yet;
 * `action_pp` (ACTION++): `action` plus the supervised adaptive contrastive loss on labelled
   pixels (`losses/targeted_contrast.py`: `semi.tsc.anchors_per_class` anchors per class, the EMA
   teacher's embeddings as positives and in a FIFO queue, uniform class centres matched by
@@ -82,6 +88,7 @@ from mlsup_jax.core.state import TrainState
 from mlsup_jax.losses import targeted_contrast as tsc
 from mlsup_jax.losses.class_centres import cosine_temperature, uniform_centres
 from mlsup_jax.losses.consistency import class_probabilities
+from mlsup_jax.losses.equivariance import equivariance_kl
 from mlsup_jax.losses.pixel_sampling import sample_pixels
 from mlsup_jax.losses.queues import enqueue
 from mlsup_jax.losses.segmentation import weighted_pixel_mean
@@ -90,10 +97,23 @@ from mlsup_jax.methods.segmentation import evaluation_class_names, predicted_cla
 from mlsup_jax.metrics import segmentation
 from mlsup_jax.nn import build_model
 from mlsup_jax.nn.distillation_heads import DistillationHeads
+from mlsup_jax.nn.warps import bilinear_sample, random_tps_coords
 from mlsup_jax.ood import uncertainty
 
-KINDS = ("labelled_only", "mean_teacher", "uamt", "fixmatch", "cps", "action", "action_pp")
-TEACHER_KINDS = ("mean_teacher", "uamt", "action", "action_pp")  # carry an EMA teacher
+KINDS = (
+  "labelled_only",
+  "mean_teacher",
+  "uamt",
+  "fixmatch",
+  "cps",
+  "action",
+  "action_pp",
+  "arco",
+  "mona",
+)
+# ACTION's fine-tuning base: EMA teacher hard labels, weighted by the confident share per image.
+ACTION_BASE = ("action", "action_pp", "arco", "mona")
+TEACHER_KINDS = ("mean_teacher", "uamt", *ACTION_BASE)  # carry an EMA teacher
 UNLABELLED = "unlabelled"
 CONTRAST_OUTPUTS = (
   "embedding",
@@ -173,8 +193,8 @@ class SemiSupervisedMethod:
     self.pretrain_steps = int(semi.get("pretrain_steps", 0))
     self.heads = None
     if self.pretrain_steps:
-      if semi.kind not in ("action", "action_pp"):
-        raise ValueError("semi.pretrain_steps (ACTION's distillation) needs kind=action/action_pp.")
+      if semi.kind not in ACTION_BASE:
+        raise ValueError(f"semi.pretrain_steps (ACTION's distillation) needs a kind {ACTION_BASE}.")
       if not config.model.get("embedding_dim", 0):
         raise ValueError("ACTION's pretraining reads the U-Net's latent: set model.embedding_dim.")
       distill = semi.distill
@@ -264,7 +284,7 @@ class SemiSupervisedMethod:
       logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
       probs = class_probabilities(logits)
       mask = jnp.ones(probs.shape[:-1], jnp.float32)
-    elif kind in ("action", "action_pp"):
+    elif kind in ACTION_BASE:
       # ReCo / ACTION: every pixel of an image weighs its share of confident teacher pixels.
       logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
       probs = class_probabilities(logits)
@@ -432,6 +452,20 @@ class SemiSupervisedMethod:
     """ACTION's second pretraining stage: everything, latent and output distillation."""
     return self._distill(state, batch, rng, encoder_only=False)
 
+  def equivariance_inputs(self, image: jax.Array, target: jax.Array, key: jax.Array):
+    """`(warped weak images, warped target probabilities)` under one random thin-plate spline
+    per image, or None when the equivariance term is off."""
+    semi = self.config.semi
+    if semi.kind not in ("arco", "mona") or not float(semi.equivariance.weight):
+      return None
+    if image.ndim != 4:
+      raise ValueError("The equivariance term's thin-plate splines are 2-D only.")
+    batch, height, width, _ = image.shape
+    coords = random_tps_coords(
+      key, batch, height, width, int(semi.equivariance.grid), float(semi.equivariance.sigma)
+    )
+    return bilinear_sample(image, coords), bilinear_sample(target, coords)
+
   def tsc_anchors(self, state: TrainState, batch: dict, key: jax.Array) -> dict:
     """ACTION++'s anchors: per class, `anchors_per_class` labelled pixels drawn uniformly over
     the batch, with the EMA teacher's embeddings of them (no gradient).
@@ -479,7 +513,7 @@ class SemiSupervisedMethod:
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """`batch: image, label [B, *S]` + `unlabelled: image, image_strong` → state, metrics."""
     semi = self.config.semi
-    target_rng, mix_rng, student_rng, contrast_rng = jax.random.split(rng, 4)
+    target_rng, mix_rng, student_rng, contrast_rng, warp_rng = jax.random.split(rng, 5)
     unlabelled = batch[UNLABELLED]
     ramp = teacher.sigmoid_rampup(state.step, int(semi.rampup_steps))
     weight = float(semi.unsup_weight) * ramp
@@ -495,6 +529,7 @@ class SemiSupervisedMethod:
     uses_targets = semi.kind != "labelled_only"
     if uses_targets:
       target, mask = self.targets(state, unlabelled, target_rng, state.step)
+      equivariance = self.equivariance_inputs(unlabelled["image"], target, warp_rng)
       if box is not None:
         target, mask = mix(target, box), mix(mask, box)
 
@@ -532,6 +567,15 @@ class SemiSupervisedMethod:
         metrics["unsupervised_loss"] = unsup
         metrics["confident_fraction"] = jnp.mean(mask)
         loss = loss + weight * unsup
+      if uses_targets and equivariance is not None:
+        student_state = state.replace(model_state=model_state)
+        warped, model_state = self.logits(params, student_state, equivariance[0], student_rng)
+        eq_loss, eq_kept = equivariance_kl(
+          warped, equivariance[1], float(semi.equivariance.threshold)
+        )
+        metrics["equivariance_kl"] = eq_loss
+        metrics["equivariance_pixels"] = eq_kept
+        loss = loss + float(semi.equivariance.weight) * eq_loss
       if self.contrast:
         unlabelled_part = None if student is None else (student, target)
         loss = loss + self.contrastive(

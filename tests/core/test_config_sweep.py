@@ -28,6 +28,8 @@ VARIANTS = {
     *(f"smoke,kind={k}" for k in ("labelled_only", "uamt", "fixmatch", "cps", "action")),
     "smoke,kind=action_pp",
     "smoke,kind=action,pretrain",
+    "smoke,kind=arco",
+    "smoke,kind=mona",
     "smoke,kind=action,sampling=spatial,antithetic",
   ],
   "reconstruction_detector": ["smoke,network=vae"],

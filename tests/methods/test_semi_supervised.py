@@ -38,7 +38,7 @@ def _config(
 ):
   config = ssl_config.get_config(f"smoke,kind={kind}{options}")
   with config.unlocked():
-    if tiny and kind in ("action", "action_pp"):  # The contrasts need pixel embeddings.
+    if tiny and kind in ("action", "action_pp", "arco", "mona"):  # contrasts need embeddings
       config.model.features = (4, 8)
       config.model.embedding_dim = 8
     elif tiny:
@@ -216,6 +216,16 @@ def test_action_pretraining_stages_distil_and_the_first_moves_only_the_encoder()
   assert int(after2.extra["distill"]["filled"].sum()) == min(2 * n, 36)
 
 
+@pytest.mark.parametrize("kind, sampling", [("arco", "spatial"), ("mona", "uniform")])
+def test_arco_and_mona_add_the_equivariance_term_and_differ_in_sampling(kind, sampling):
+  config = _config(kind, equivariance={"weight": 1.0, "threshold": 0.0, "grid": 3, "sigma": 0.05})
+  assert config.loss.contrast.regional_contrast.sampling == sampling
+  setup, batch = _setup(config)
+  (_, metrics), _ = _step(config, batch, setup=setup)
+  assert np.isfinite(float(metrics["equivariance_kl"]))
+  assert float(metrics["equivariance_pixels"]) > 0  # threshold 0: every foreground pixel counts
+
+
 def test_a_contrast_without_embeddings_is_a_clear_error():
   config = _config("mean_teacher")
   with config.unlocked():
@@ -307,12 +317,15 @@ def test_bad_semi_options_are_clear_errors():
     ("action", "train"),
     ("action", "distill"),  # with `pretrain`
     ("action_pp", "train"),
+    ("arco", "train"),
   ],
 )
 def test_sharded_step_matches_single_device(devices, kind, stage):
   """Two steps on 8 devices and on one agree to float32 round-off (teacher, CutMix, CPS, the
   stratified contrastive draws over the global batch)."""
   options = ",sampling=spatial" if kind.startswith("action") else ""
+  if kind == "arco":
+    options = ""  # ARCO's default: spatial stratified groups
   if stage != "train":
     options += ",pretrain"
   config = _config(
