@@ -3,9 +3,12 @@ prediction.
 
 `equivariance_kl(student_logits, warped_target)` is `KL(warped_target ‖ softmax(student))` per
 pixel — the student's logits on `T(x)` against the teacher's probabilities on `x` warped by the
-same `T` (a random thin-plate spline, `nn/warps.py`) — averaged over the pixels where the warped
-target is confident (max ≥ `threshold`, 0.7 in the authors' code), not background, and inside the
-image (a warp reads zeros outside it).
+same `T` (a random thin-plate spline, `nn/warps.py`) — on the pixels where the warped target is
+confident (max ≥ `threshold`, 0.7 in the authors' code), not background, and inside the image (a
+warp reads zeros outside it), averaged over **all** pixels (the others count 0), as the
+library's pseudo-label terms are. Averaging over the kept pixels only gave the few confident
+teacher pixels of an early, untrained teacher ~100× the weight of a supervised pixel; ARCO and
+MONA then learned slowly (0.41 mean Dice against 0.72 for labelled-only at `small`, measured).
 """
 
 from __future__ import annotations
@@ -41,6 +44,5 @@ def equivariance_kl(
   keep = inside & (jnp.max(target, -1) >= threshold) & (jnp.argmax(target, -1) != 0)
   safe = jnp.maximum(target, 1e-12)
   kl = jnp.sum(target * (jnp.log(safe) - log_student), axis=-1)
-  count = jnp.sum(keep)
-  loss = jnp.sum(jnp.where(keep, kl, 0.0)) / jnp.maximum(count, 1)
-  return loss, count / keep.size
+  loss = jnp.mean(jnp.where(keep, kl, 0.0))
+  return loss, jnp.mean(keep.astype(jnp.float32))
