@@ -27,11 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mlsup_jax.losses.embeddings import l2_normalise
+
 MAX_MATCHED_CLASSES = 8
 
 
 def _spread_loss(x: jax.Array, temperature: float) -> jax.Array:
-  x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+  x = l2_normalise(x)
   others = ~jnp.eye(x.shape[0], dtype=bool)  # without the self term (module docstring)
   return jnp.mean(jax.nn.logsumexp(jnp.where(others, x @ x.T / temperature, -jnp.inf), axis=-1))
 
@@ -40,7 +42,7 @@ def _spread_loss(x: jax.Array, temperature: float) -> jax.Array:
 def _centres(num_classes: int, dim: int, steps: int, temperature: float, seed: int) -> np.ndarray:
   optimizer = optax.adam(1e-3)
   x = jax.random.normal(jax.random.key(seed), (num_classes, dim))
-  x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)  # unit rows: lr 1e-3 moves them enough
+  x = l2_normalise(x)  # unit rows: lr 1e-3 moves them enough
 
   def step(carry, _):
     x, opt_state = carry

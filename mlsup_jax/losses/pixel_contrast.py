@@ -25,13 +25,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from mlsup_jax.losses.embeddings import l2_normalise
 from mlsup_jax.losses.pixel_sampling import sample_pixels
-
-_EPS = 1e-8
-
-
-def _normalise(x: jax.Array) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
 
 
 def regional_contrast(
@@ -78,13 +73,13 @@ def regional_contrast(
     (0.575, 2)
   """
   num_classes = probs.shape[-1]
-  flat_emb = _normalise(embedding.astype(jnp.float32)).reshape(-1, embedding.shape[-1])
+  flat_emb = l2_normalise(embedding.astype(jnp.float32)).reshape(-1, embedding.shape[-1])
   classes = jnp.arange(num_classes).reshape((-1,) + (1,) * labels.ndim)
   members = (labels[None] == classes) & valid[None]  # [K, B, *S]
   counts = jnp.sum(members.reshape(num_classes, -1), axis=1)
   present = counts > 0
   sums = members.reshape(num_classes, -1).astype(jnp.float32) @ flat_emb
-  prototypes = jax.lax.stop_gradient(_normalise(sums / jnp.maximum(counts, 1)[:, None]))
+  prototypes = jax.lax.stop_gradient(l2_normalise(sums / jnp.maximum(counts, 1)[:, None]))
 
   hard = members & (jnp.moveaxis(probs, -1, 0) < strong_threshold)  # [K, B, *S]
   query_key, class_key, pixel_key = jax.random.split(key, 3)

@@ -18,11 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-_EPS = 1e-8
-
-
-def _normalise(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
+from mlsup_jax.losses.embeddings import l2_normalise
 
 
 def similarity_kl(
@@ -53,10 +49,10 @@ def similarity_kl(
     >>> float(similarity_kl(x, x, queue, student_temperature=0.5, teacher_temperature=0.5))
     0.0
   """
-  queue = jax.lax.stop_gradient(_normalise(queue.astype(jnp.float32)))
+  queue = jax.lax.stop_gradient(l2_normalise(queue.astype(jnp.float32)))
   valid = jnp.ones(queue.shape[:1], bool) if valid is None else valid
-  s = _normalise(student.astype(jnp.float32)) @ queue.T / student_temperature
-  t = jax.lax.stop_gradient(_normalise(teacher.astype(jnp.float32))) @ queue.T
+  s = l2_normalise(student.astype(jnp.float32)) @ queue.T / student_temperature
+  t = jax.lax.stop_gradient(l2_normalise(teacher.astype(jnp.float32))) @ queue.T
   t = t / teacher_temperature
   s = jnp.where(valid[None], s, -jnp.inf)
   t = jnp.where(valid[None], t, -jnp.inf)

@@ -30,13 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from mlsup_jax.losses.class_centres import match_centres
+from mlsup_jax.losses.embeddings import l2_normalise
 from mlsup_jax.losses.queues import enqueue
-
-_EPS = 1e-8
-
-
-def _normalise(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
 
 
 class ContrastMemory(NamedTuple):
@@ -61,7 +56,7 @@ def init_memory(key: jax.Array, queue_size: int, num_classes: int, dim: int) -> 
     queue=jnp.zeros((queue_size, dim), jnp.float32),
     queue_labels=-jnp.ones((queue_size,), jnp.int32),
     pointer=jnp.zeros((), jnp.int32),
-    centroids=_normalise(jax.random.normal(key, (num_classes, dim))),
+    centroids=l2_normalise(jax.random.normal(key, (num_classes, dim))),
   )
 
 
@@ -101,14 +96,14 @@ def targeted_contrast(
     (2, [0, 1, -1])
   """
   num_classes = centres.shape[0]
-  student = _normalise(student.astype(jnp.float32))
-  teacher = jax.lax.stop_gradient(_normalise(teacher.astype(jnp.float32)))
+  student = l2_normalise(student.astype(jnp.float32))
+  teacher = jax.lax.stop_gradient(l2_normalise(teacher.astype(jnp.float32)))
   present = weights > 0
   # The centroids move first, then the class → centre assignment is computed from them.
   one_hot = jax.nn.one_hot(labels, num_classes) * present[:, None]
   counts = jnp.sum(one_hot, axis=0)
-  batch_mean = _normalise(one_hot.T @ jax.lax.stop_gradient(student))
-  moved = _normalise(0.9 * memory.centroids + 0.1 * batch_mean)
+  batch_mean = l2_normalise(one_hot.T @ jax.lax.stop_gradient(student))
+  moved = l2_normalise(0.9 * memory.centroids + 0.1 * batch_mean)
   centroids = jnp.where((counts > 0)[:, None], moved, memory.centroids)
   assignment = match_centres(centroids, centres)  # class c → centre assignment[c]
 

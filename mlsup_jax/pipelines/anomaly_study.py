@@ -404,9 +404,5 @@ def run_seeds(make_configs, workdir: str, seeds: Sequence[int], **study_options)
   ]
   summary = aggregate_seeds(per_seed)
   markdown = render_seeds_markdown(summary)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(markdown + "\n")
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"seeds": list(seeds), **summary}, f, indent=2)
+  seed_grid.write_study(workdir, markdown, {"seeds": list(seeds), **summary})
   return {"per_seed": per_seed, "summary": summary, "markdown": markdown}

@@ -265,9 +265,5 @@ def run_seeds(
   class_names = tuple(next(iter(configs.values())).data.class_names)
   summary = aggregate(per_seed, class_names)
   markdown = render_seeds_markdown(summary, class_names)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(markdown + "\n")
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"seeds": list(seeds), **summary}, f, indent=2)
+  seed_grid.write_study(workdir, markdown, {"seeds": list(seeds), **summary})
   return {"per_seed": per_seed, "summary": summary, "markdown": markdown}

@@ -78,6 +78,17 @@ def summarize(grid: Grid, results: dict, settings: Sequence[str], seeds) -> dict
   return {"cells": cells, "holds": holds, "seeds": list(seeds)}
 
 
+def write_study(workdir: str, markdown: str, payload: dict) -> None:
+  """`workdir/results.md` (the tables) and `results.json` (`payload`), on process 0 only."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(markdown + "\n")
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(payload, f, indent=2)
+
+
 def stack_tables(per_seed: Sequence[Mapping], names: Sequence[str]) -> dict:
   """`{table: {row: {column: value}}}` per seed → `{table: {row: {column: [value per seed]}}}`.
 
@@ -192,10 +203,5 @@ def run_grid(
         results.setdefault(method, {}).setdefault(key, {})[str(seed)] = run(config, path)
   summary = summarize(grid, results, keys, seeds)
   markdown = render_markdown(grid, summary, labels)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(markdown + "\n")
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump({"summary": summary, "results": results}, f, indent=2)
+  write_study(workdir, markdown, {"summary": summary, "results": results})
   return {"summary": summary, "markdown": markdown, "results": results}
