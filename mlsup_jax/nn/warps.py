@@ -5,7 +5,8 @@ inside the jitted step, so the warp is `jax.numpy`: `bilinear_sample` reads an i
 continuous pixel coordinates (pixel `(i, j)` centred at `(i + 0.5, j + 0.5)`, as PyTorch's
 `grid_sample(align_corners=False)`; outside the image the value is 0), and `random_tps_coords`
 draws a thin-plate-spline displacement field (ARCO's TPS: control points on a regular grid moved
-by `N(0, σ²)` in normalised `[−1, 1]` coordinates, σ 0.01 in the authors' code).
+by `N(0, σ²)` in normalised `[−1, 1]` coordinates, σ 0.01 in the authors' code). `cutmix_boxes`
+and `mix` paste one random box of the next image into each image (CutMix, fixed shapes).
 """
 
 from __future__ import annotations
@@ -91,3 +92,28 @@ def random_tps_coords(
   mapped = jax.vmap(lambda m: tps_map(source, source + m, points))(moves)  # [B, H·W, 2]
   scale = jnp.asarray([height, width], jnp.float32)
   return ((mapped + 1.0) / 2.0 * scale).reshape(batch, height, width, 2)
+
+
+def cutmix_boxes(rng: jax.Array, batch: int, spatial, low: float, high: float) -> jax.Array:
+  """`[B, *S]` float masks, 1 inside one random box per image (area fraction in [low, high])."""
+  area_rng, centre_rng = jax.random.split(rng)
+  area = jax.random.uniform(area_rng, (batch,), minval=low, maxval=high)
+  side = area ** (1.0 / len(spatial))  # the box's side as a fraction of each axis
+  centre = jax.random.uniform(centre_rng, (batch, len(spatial)))
+  inside = jnp.ones((batch, *spatial), bool)
+  for axis, n in enumerate(spatial):
+    coord = (jnp.arange(n, dtype=jnp.float32) + 0.5) / n
+    shape = [1] * len(spatial)
+    shape[axis] = n
+    coord = coord.reshape(shape)[None]
+    lo = (centre[:, axis] - side / 2).reshape((-1,) + (1,) * len(spatial))
+    hi = (centre[:, axis] + side / 2).reshape((-1,) + (1,) * len(spatial))
+    inside = inside & (coord >= lo) & (coord < hi)
+  return inside.astype(jnp.float32)
+
+
+def mix(x: jax.Array, box: jax.Array) -> jax.Array:
+  """`x [B, *S, …]` with the inside of `box [B, *S]` taken from the next image (i + 1 mod B)."""
+  other = jnp.roll(x, -1, axis=0)
+  box = box.reshape(box.shape + (1,) * (x.ndim - box.ndim))
+  return box * other + (1.0 - box) * x
