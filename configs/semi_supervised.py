@@ -136,6 +136,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # warped teacher prediction, on confident (≥ 0.7) foreground pixels (the authors' code:
       # weight 1, σ 0.01 on a 3 × 3 grid of control points).
       "equivariance": {"weight": 1.0, "threshold": 0.7, "grid": 3, "sigma": 0.01},
+      # ARCO / MONA's nearest-neighbour memory term (their code: weight 1, a queue of K = 36
+      # teacher embeddings, the 5 nearest; its embeddings are whole maps, ours are pooled to 4
+      # cells per axis).
+      "memory": {
+        "weight": 1.0 if kind in ("arco", "mona") else 0.0,
+        "size": 36,
+        "topk": 5,
+        "pool": 4,
+      },
       # ACTION's two distillation pretraining stages, each this long (the authors: 30 k
       # iterations each before 30 k of fine-tuning; `pretrain`: half the fine-tuning length).
       # Off by default: on the phantom they have not yet been shown to help (see

@@ -29,7 +29,12 @@ mask) of the student on the strong view against targets from the weak view, with
   `losses/equivariance.equivariance_kl`: the student's prediction of a thin-plate-spline-warped
   weak view against the teacher's warped prediction, `nn/warps.py`); ARCO draws the contrast's
   queries by stratified groups (its config's `sampling=spatial`), MONA uniformly (MONA's code is
-  ARCO's with `--func rand`). Their nearest-neighbour memory term is not implemented yet;
+  ARCO's with `--func rand`). Both add the nearest-neighbour memory term
+  (`semi.memory.weight ·` `losses/nearest_neighbours.nearest_neighbour_loss`): the student's
+  pooled embedding of the mixed strong view is pulled towards the `semi.memory.topk` entries of a
+  queue of `semi.memory.size` teacher embeddings nearest to the teacher's (mixed) embedding of
+  the weak view — MSF's roles; the authors' code swaps them, which leaves the term without
+  gradient. The queue is carried in `extra["memory"]`;
 * `action_pp` (ACTION++): `action` plus the supervised adaptive contrastive loss on labelled
   pixels (`losses/targeted_contrast.py`: `semi.tsc.anchors_per_class` anchors per class, the EMA
   teacher's embeddings as positives and in a FIFO queue, uniform class centres matched by
@@ -58,7 +63,7 @@ labels) and of the unlabelled batch (the targets' labels where their confidence 
 unlabelled images (image i with i+1) inside one random box per pair, the box's area a uniform
 fraction in `[semi.cutmix_min, semi.cutmix_max]` — fixed shapes, inside the jitted step.
 Carried state: `extra["teacher"]` (the EMA kinds: Mean Teacher, UA-MT, ACTION, ACTION++),
-`extra["tsc"]` (ACTION++'s queue), `extra["distill"]` (ACTION's pretraining queues); CPS's
+`extra["tsc"]` (ACTION++'s queue), `extra["memory"]` (ARCO / MONA's nearest-neighbour queue), `extra["distill"]` (ACTION's pretraining queues); CPS's
 second network is `params["b"]`.
 
 Evaluation (the teacher for the EMA kinds, as their papers report; network `a` for CPS; the
@@ -89,6 +94,8 @@ from mlsup_jax.losses import targeted_contrast as tsc
 from mlsup_jax.losses.class_centres import cosine_temperature, uniform_centres
 from mlsup_jax.losses.consistency import class_probabilities
 from mlsup_jax.losses.equivariance import equivariance_kl
+from mlsup_jax.losses.nearest_neighbours import nearest_neighbour_loss, pooled_embedding
+from mlsup_jax.losses.queues import enqueue
 from mlsup_jax.losses.segmentation import weighted_pixel_mean
 from mlsup_jax.methods.action_family import UNLABELLED, ActionFamilyTerms
 from mlsup_jax.methods.segmentation import evaluation_class_names, predicted_classes
@@ -159,6 +166,15 @@ class SemiSupervisedMethod(ActionFamilyTerms):
         raise ValueError(
           f"semi.tsc.queue_size={semi.tsc.queue_size} must hold one step's {anchors} anchors."
         )
+    memory = semi.get("memory")
+    self.memory = memory is not None and float(memory.weight) > 0
+    if self.memory:
+      if semi.kind not in ACTION_BASE:
+        raise ValueError(f"semi.memory (the nearest-neighbour term) needs a kind {ACTION_BASE}.")
+      if not config.model.get("embedding_dim", 0):
+        raise ValueError("semi.memory pools the pixel embeddings: set model.embedding_dim.")
+      if not 1 <= int(memory.topk) <= int(memory.size):
+        raise ValueError(f"semi.memory.topk={memory.topk} must lie in [1, {memory.size}].")
     self.model = build_model(config.model, spatial_dims=config.data.spatial_dims)
     self.optimizer = build_optimizer(config.optimizer, config.train.num_steps)
     train = Stage("train", config.train.num_steps, self.train_step, self.optimizer)
@@ -219,6 +235,21 @@ class SemiSupervisedMethod(ActionFamilyTerms):
         "filled": jnp.zeros((size,), bool),
         "pointer": jnp.zeros((), jnp.int32),
       }
+    if self.memory:
+      memory = self.config.semi.memory
+      unlabelled = example_batch[UNLABELLED]["image"]
+      if unlabelled.shape[0] > int(memory.size):
+        raise ValueError(
+          f"semi.memory.size={memory.size} must hold one step's {unlabelled.shape[0]} "
+          "unlabelled images."
+        )
+      spatial = unlabelled.shape[1:-1]
+      width = int(memory.pool) ** len(spatial) * int(self.config.model.embedding_dim)
+      extra["memory"] = {
+        "queue": jnp.zeros((int(memory.size), width), jnp.float32),
+        "filled": jnp.zeros((int(memory.size),), bool),
+        "pointer": jnp.zeros((), jnp.int32),
+      }
     if self.config.semi.kind == "cps":
       if jax.tree.leaves(model_state):
         raise ValueError(
@@ -250,16 +281,23 @@ class SemiSupervisedMethod(ActionFamilyTerms):
 
   def targets(self, state: TrainState, unlabelled: dict, rng: jax.Array, step: jax.Array):
     """`(target_probs [B, *S, K'], confidence mask [B, *S])` from the weak view; no gradient."""
+    return self.targets_and_embedding(state, unlabelled, rng, step)[:2]
+
+  def targets_and_embedding(self, state, unlabelled: dict, rng: jax.Array, step: jax.Array):
+    """`targets` plus the teacher's pixel embedding of the weak view `[B, *S, D]` (the ACTION
+    kinds with embeddings; None otherwise)."""
     semi, image = self.config.semi, unlabelled["image"]
     kind = semi.kind
+    embedding = None
     if kind == "mean_teacher":
       logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
       probs = class_probabilities(logits)
       mask = jnp.ones(probs.shape[:-1], jnp.float32)
     elif kind in ACTION_BASE:
       # ReCo / ACTION: every pixel of an image weighs its share of confident teacher pixels.
-      logits, _ = self.logits(state.extra["teacher"], state, image, rng, train=True)
-      probs = class_probabilities(logits)
+      outputs, _ = self.forward(state.extra["teacher"], state, image, rng, train=True)
+      probs = class_probabilities(outputs["logits"])
+      embedding = outputs.get("embedding")
       confident = (jnp.max(probs, axis=-1) >= float(semi.threshold)).astype(jnp.float32)
       axes = tuple(range(1, confident.ndim))
       mask = jnp.broadcast_to(jnp.mean(confident, axis=axes, keepdims=True), confident.shape)
@@ -281,7 +319,7 @@ class SemiSupervisedMethod(ActionFamilyTerms):
       mask = (jnp.max(probs, axis=-1) >= float(semi.threshold)).astype(jnp.float32)
     else:
       raise ValueError(f"{kind} has no single target network.")
-    return jax.lax.stop_gradient(probs), jax.lax.stop_gradient(mask)
+    return jax.lax.stop_gradient((probs, mask, embedding))
 
   # ------------------------------------------------------------------------------ losses
 
@@ -358,11 +396,19 @@ class SemiSupervisedMethod(ActionFamilyTerms):
     if semi.kind == "cps":
       return self._cps_step(state, batch, strong, box, weight, student_rng)
     uses_targets = semi.kind != "labelled_only"
+    neighbours = None
     if uses_targets:
-      target, mask = self.targets(state, unlabelled, target_rng, state.step)
+      target, mask, taught = self.targets_and_embedding(
+        state, unlabelled, target_rng, state.step
+      )
       equivariance = self.equivariance_inputs(unlabelled["image"], target, warp_rng)
       if box is not None:
         target, mask = mix(target, box), mix(mask, box)
+      if self.memory:
+        # The teacher's embedding mixed as the student's input was: one vector per mixed image.
+        neighbours = pooled_embedding(
+          taught if box is None else mix(taught, box), int(semi.memory.pool)
+        )
 
     anchors = None
     if semi.kind == "action_pp":
@@ -398,6 +444,17 @@ class SemiSupervisedMethod(ActionFamilyTerms):
         metrics["unsupervised_loss"] = unsup
         metrics["confident_fraction"] = jnp.mean(mask)
         loss = loss + weight * unsup
+      if neighbours is not None:
+        queue = state.extra["memory"]
+        nn_loss, nn_metrics = nearest_neighbour_loss(
+          pooled_embedding(student["embedding"], int(semi.memory.pool)),
+          neighbours,
+          queue["queue"],
+          queue["filled"],
+          int(semi.memory.topk),
+        )
+        losses.merge_metrics(metrics, {"nearest_neighbour": nn_loss, **nn_metrics}, "memory")
+        loss = loss + float(semi.memory.weight) * nn_loss
       if uses_targets and equivariance is not None:
         student_state = state.replace(model_state=model_state)
         warped, model_state = self.logits(params, student_state, equivariance[0], student_rng)
@@ -426,9 +483,18 @@ class SemiSupervisedMethod(ActionFamilyTerms):
       }
       if memory is not None:
         extra["tsc"] = memory._asdict()
+      if neighbours is not None:
+        extra["memory"] = self._enqueue_memory(state.extra["memory"], neighbours)
       state = state.replace(extra=extra)
     losses.merge_metrics(metrics, {"loss": loss, "unsupervised_weight": weight}, "semi")
     return state, metrics
+
+  @staticmethod
+  def _enqueue_memory(memory: dict, items: jax.Array) -> dict:
+    """The nearest-neighbour queue after writing this step's teacher embeddings."""
+    queue, pointer = enqueue(memory["queue"], memory["pointer"], items)
+    filled, _ = enqueue(memory["filled"], memory["pointer"], jnp.ones(items.shape[:1], bool))
+    return {"queue": queue, "filled": filled, "pointer": pointer}
 
   def _cps_step(self, state, batch, strong, box, weight, rng):
     """Cross pseudo supervision: each network learns from the other's hard labels."""

@@ -226,6 +226,33 @@ def test_arco_and_mona_add_the_equivariance_term_and_differ_in_sampling(kind, sa
   assert float(metrics["equivariance_pixels"]) > 0  # threshold 0: every foreground pixel counts
 
 
+def test_arco_carries_a_queue_of_teacher_embeddings_for_the_nearest_neighbour_term():
+  config = _config("arco")
+  assert (config.semi.memory.weight, config.semi.memory.size, config.semi.memory.topk) == (1.0, 36, 5)
+  setup, batch = _setup(config)
+  before = _state(setup)
+  n = config.data.streams.unlabelled.batch_size
+  width = config.semi.memory.pool**2 * config.model.embedding_dim
+  assert before.extra["memory"]["queue"].shape == (36, width)
+  (after, metrics), _ = _step(config, batch, before, setup)
+  # The first step finds an empty queue (no neighbours, loss 0), then writes the teacher's
+  # unit-length pooled embeddings of the mixed weak views.
+  assert float(metrics["nearest_neighbour"]) == 0.0
+  queue = after.extra["memory"]
+  assert int(queue["pointer"]) == n and int(queue["filled"].sum()) == n
+  norms = np.linalg.norm(np.asarray(queue["queue"][:n]), axis=1)
+  np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+  (after2, metrics), _ = _step(config, batch, after, setup)
+  assert 0.0 < float(metrics["nearest_neighbour"]) < 4.0
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(after2))
+  assert int(after2.extra["memory"]["filled"].sum()) == 2 * n
+  # Mean Teacher and ACTION carry no such queue; the term needs an ACTION-family kind.
+  assert "memory" not in _state(_setup(_config("action"))[0]).extra
+  bad = _config("mean_teacher", memory={"weight": 1.0, "size": 36, "topk": 5, "pool": 4})
+  with pytest.raises(ValueError, match="semi.memory"):
+    ssl.SemiSupervisedMethod(bad)
+
+
 def test_a_contrast_without_embeddings_is_a_clear_error():
   config = _config("mean_teacher")
   with config.unlocked():

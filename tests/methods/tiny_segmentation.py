@@ -45,8 +45,11 @@ def noisy_example(
 
 
 def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
-  """Leaf-wise `np.testing.assert_allclose` over two pytrees of the same structure."""
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+  """Leaf-wise `np.testing.assert_allclose` over two pytrees of the same structure; a NaN equals
+  nothing (not even another NaN: two diverged runs are not "the same")."""
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, equal_nan=False), a, b
+  )
 
 
 def pixel_cross_entropy(logits, labels):
