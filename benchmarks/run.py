@@ -11,9 +11,9 @@ from (`harness.stage_state`). The results key is the config name, then `stage=<n
 
 Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
 `<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
-(`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net, the TEND / CVAD stages and the
-MCPM / MW-Net meta step of `benchmarks/torch_*.py`; skipped for other models and when PyTorch is
-not installed: `pip install -e .[bench]`).
+(`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net, the TEND / CVAD stages, the
+MCPM / MW-Net meta step and the ACTION++ step of `benchmarks/torch_*.py`; skipped for other
+models and when PyTorch is not installed: `pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
 """
 
@@ -23,7 +23,15 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks import harness, report, torch_anomaly, torch_kmax, torch_mcpm, torch_scunet
+from benchmarks import (
+  harness,
+  report,
+  torch_anomaly,
+  torch_kmax,
+  torch_mcpm,
+  torch_scunet,
+  torch_semi_supervised,
+)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
 _OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
@@ -59,6 +67,7 @@ TORCH_BENCHMARKS = {
   "cvad/cvae": torch_anomaly.benchmark_torch_cvad_cvae,
   "cvad/discriminator": torch_anomaly.benchmark_torch_cvad_discriminator,
   "mcpm/train": torch_mcpm.benchmark_torch_mcpm,
+  "semi_supervised/train": torch_semi_supervised.benchmark_torch_semi_supervised,  # ACTION++
 }
 
 

@@ -63,8 +63,8 @@ labels) and of the unlabelled batch (the targets' labels where their confidence 
 unlabelled images (image i with i+1) inside one random box per pair, the box's area a uniform
 fraction in `[semi.cutmix_min, semi.cutmix_max]` — fixed shapes, inside the jitted step.
 Carried state: `extra["teacher"]` (the EMA kinds: Mean Teacher, UA-MT, ACTION, ACTION++),
-`extra["tsc"]` (ACTION++'s queue), `extra["memory"]` (ARCO / MONA's nearest-neighbour queue), `extra["distill"]` (ACTION's pretraining queues); CPS's
-second network is `params["b"]`.
+`extra["tsc"]` (ACTION++'s queue), `extra["memory"]` (ARCO / MONA's nearest-neighbour queue),
+`extra["distill"]` (ACTION's pretraining queues); CPS's second network is `params["b"]`.
 
 Evaluation (the teacher for the EMA kinds, as their papers report; network `a` for CPS; the
 student otherwise): Dice, IoU, HD95, HD, ASD per class and mean — per patient volume when the
@@ -398,9 +398,7 @@ class SemiSupervisedMethod(ActionFamilyTerms):
     uses_targets = semi.kind != "labelled_only"
     neighbours = None
     if uses_targets:
-      target, mask, taught = self.targets_and_embedding(
-        state, unlabelled, target_rng, state.step
-      )
+      target, mask, taught = self.targets_and_embedding(state, unlabelled, target_rng, state.step)
       equivariance = self.equivariance_inputs(unlabelled["image"], target, warp_rng)
       if box is not None:
         target, mask = mix(target, box), mix(mask, box)

@@ -76,7 +76,9 @@ def test_pooled_embedding_averages_cells_and_normalises():
 
 def test_topk_must_fit_the_queue():
   with pytest.raises(ValueError, match="topk"):
-    nearest_neighbour_loss(jnp.ones((1, 2)), jnp.ones((1, 2)), jnp.ones((3, 2)), jnp.ones(3, bool), 4)
+    nearest_neighbour_loss(
+      jnp.ones((1, 2)), jnp.ones((1, 2)), jnp.ones((3, 2)), jnp.ones(3, bool), 4
+    )
 
 
 def test_l2_normalise_has_a_finite_gradient_at_a_zero_row():

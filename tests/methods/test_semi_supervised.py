@@ -228,7 +228,11 @@ def test_arco_and_mona_add_the_equivariance_term_and_differ_in_sampling(kind, sa
 
 def test_arco_carries_a_queue_of_teacher_embeddings_for_the_nearest_neighbour_term():
   config = _config("arco")
-  assert (config.semi.memory.weight, config.semi.memory.size, config.semi.memory.topk) == (1.0, 36, 5)
+  assert (config.semi.memory.weight, config.semi.memory.size, config.semi.memory.topk) == (
+    1.0,
+    36,
+    5,
+  )
   setup, batch = _setup(config)
   before = _state(setup)
   n = config.data.streams.unlabelled.batch_size
