@@ -85,6 +85,19 @@ def state_shardings(abstract_state, mesh: Mesh, fsdp_min_size: int = 2**18):
   )
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+  """`[k, B, …]` stacked batches (several steps per dispatch): the batch axis is split."""
+  return NamedSharding(mesh, P(None, (DATA_AXIS, FSDP_AXIS)))
+
+
+def stacked_global_batch(local_batches, mesh: Mesh):
+  """Global `[k, B, …]` arrays from `k` of this process's local batches (multi-host safe)."""
+  sharding = stacked_batch_sharding(mesh)
+  return jax.tree.map(
+    lambda *xs: jax.make_array_from_process_local_data(sharding, np.stack(xs)), *local_batches
+  )
+
+
 def global_batch(local_batch, mesh: Mesh):
   """Forms global `jax.Array`s from this process's slice of the batch (multi-host safe)."""
   sharding = batch_sharding(mesh)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -130,6 +131,30 @@ class RunSetup:
     return jax.jit(
       stage.train_step,
       in_shardings=(shardings, self.batch_sharding, self.replicated),
+      out_shardings=(shardings, self.replicated),
+      donate_argnums=(0,),
+    )
+
+  def compile_steps(self, stage: Stage, shardings, length: int):
+    """`length` train steps in one dispatch: `(state, batches [length, B, …], rng, first_step)`
+    → `(state, metrics [length, …])`, a `lax.scan` of the stage's step with step `s`'s key
+    `fold_in(rng, s)` — the keys of `length` single steps, so the results are theirs."""
+
+    def steps(state, batches, rng, first_step):
+      def body(state, inputs):
+        batch, offset = inputs
+        return stage.train_step(state, batch, jax.random.fold_in(rng, first_step + offset))
+
+      return jax.lax.scan(body, state, (batches, jnp.arange(length, dtype=jnp.int32)))
+
+    return jax.jit(
+      steps,
+      in_shardings=(
+        shardings,
+        mesh_lib.stacked_batch_sharding(self.mesh),
+        self.replicated,
+        self.replicated,
+      ),
       out_shardings=(shardings, self.replicated),
       donate_argnums=(0,),
     )

@@ -63,7 +63,16 @@ def train_and_evaluate(
       end = run.starts[index] + stage.num_steps
       train_step = run.compile_step(stage, shardings)
       state, step = _run_stage(
-        run, stage, index, train_step, state, step, end, data_iter, checkpointer, writers
+        run,
+        stage,
+        index,
+        (train_step, shardings),
+        state,
+        step,
+        end,
+        data_iter,
+        checkpointer,
+        writers,
       )
     checkpointer.wait()
     results = evaluate(run.method, state, config, run.mesh, run.eval_rng, workdir)
@@ -74,27 +83,51 @@ def train_and_evaluate(
   return results
 
 
-def _run_stage(run, stage, index, train_step, state, step, end, data_iter, checkpointer, writers):
-  """Runs `stage` from `step` to `end`; returns `(state, step)`."""
+def _run_stage(run, stage, index, compiled, state, step, end, data_iter, checkpointer, writers):
+  """Runs `stage` from `step` to `end`; returns `(state, step)`.
+
+  With `config.train.steps_per_dispatch = k > 1`, up to `k` steps run in one jitted call
+  (`RunSetup.compile_steps`); a dispatch never crosses a checkpoint or the stage's end, so the
+  checkpoints, the data order and every step's key are those of single steps.
+  """
   config = run.config.train
-  to_log = None  # Metrics of an earlier step, read only after the next step is dispatched.
+  per_dispatch = int(config.get("steps_per_dispatch", 1))
+  if per_dispatch < 1:
+    raise ValueError(f"config.train.steps_per_dispatch={per_dispatch} must be ≥ 1.")
+  train_step, shardings = compiled
+  multi_steps = {}  # length → compiled scan of that many steps
+  to_log = []  # (step, metrics, position) read only after the next dispatch
   while step < end:
-    batch = mesh_lib.global_batch(next(data_iter), run.mesh)
-    state, metrics = train_step(state, batch, jax.random.fold_in(run.train_rng, step))
-    step += 1
-    if to_log is not None:
-      _log(to_log, writers, checkpointer, stage)
-      to_log = None
-    if step % config.log_every == 0 or step == end:
-      to_log = (step, metrics)
+    boundary = min(end, (step // config.checkpoint_every + 1) * config.checkpoint_every)
+    length = min(per_dispatch, boundary - step)
+    if length == 1:
+      batch = mesh_lib.global_batch(next(data_iter), run.mesh)
+      state, metrics = train_step(state, batch, jax.random.fold_in(run.train_rng, step))
+    else:
+      if length not in multi_steps:
+        multi_steps[length] = run.compile_steps(stage, shardings, length)
+      local = [next(data_iter) for _ in range(length)]
+      batches = mesh_lib.stacked_global_batch(local, run.mesh)
+      state, metrics = multi_steps[length](state, batches, run.train_rng, np.int32(step))
+    first, step = step, step + length
+    _log_all(to_log, writers, checkpointer, stage)
+    for done in range(first + 1, step + 1):
+      if done % config.log_every == 0 or done == end:
+        to_log.append((done, metrics, None if length == 1 else done - first - 1))
     if step % config.checkpoint_every == 0 or step == end:
-      if to_log is not None:
-        _log(to_log, writers, checkpointer, stage)
-        to_log = None
+      _log_all(to_log, writers, checkpointer, stage)
       checkpointer.save(step, state, data_iter.get_state(), index)
-  if to_log is not None:
-    _log(to_log, writers, checkpointer, stage)
+  _log_all(to_log, writers, checkpointer, stage)
   return state, step
+
+
+def _log_all(entries: list, writers, checkpointer, stage) -> None:
+  """Logs and empties `entries` of `(step, metrics, position in a stacked dispatch or None)`."""
+  for step, metrics, position in entries:
+    if position is not None:
+      metrics = {k: v[position] for k, v in jax.device_get(metrics).items()}
+    _log((step, metrics), writers, checkpointer, stage)
+  entries.clear()
 
 
 def _log(entry, writers: MetricWriters, checkpointer: Checkpointer, stage: Stage) -> None:
