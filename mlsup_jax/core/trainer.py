@@ -105,7 +105,8 @@ def _run_stage(run, stage, index, compiled, state, step, end, data_iter, checkpo
       state, metrics = train_step(state, batch, jax.random.fold_in(run.train_rng, step))
     else:
       if length not in multi_steps:
-        multi_steps[length] = run.compile_steps(stage, shardings, length)
+        unroll = int(config.get("dispatch_unroll", 0))
+        multi_steps[length] = run.compile_steps(stage, shardings, length, unroll)
       local = [next(data_iter) for _ in range(length)]
       batches = mesh_lib.stacked_global_batch(local, run.mesh)
       state, metrics = multi_steps[length](state, batches, run.train_rng, np.int32(step))

@@ -32,10 +32,11 @@ def _train_rows(workdir):
   return [r for r in map(json.loads, lines) if any(k.startswith("train/") for k in r)]
 
 
-def _with_dispatch(config, k, optimizer="sgd"):
+def _with_dispatch(config, k, optimizer="sgd", unroll=0):
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.train.steps_per_dispatch = k
+    config.train.dispatch_unroll = unroll
     config.optimizer.name = optimizer
   return config
 
@@ -62,21 +63,22 @@ def _assert_same_runs(a, b, steps):
 
 
 @pytest.mark.slow
-def test_scan_of_steps_equals_single_steps_and_resumes(tmp_path):
+@pytest.mark.parametrize("unroll", [0, 2])  # straight-line steps; a loop of two steps per turn
+def test_scan_of_steps_equals_single_steps_and_resumes(tmp_path, unroll):
   """SCU-Net smoke: 24 steps, a checkpoint every 8, a log every 4; k = 5 dispatches 5 + 3 steps
   between checkpoints (two scan lengths), on one device."""
   config = scunet_config.get_config("smoke")
   devices = jax.devices()[:1]
   single, scanned, resumed = tmp_path / "single", tmp_path / "scanned", tmp_path / "resumed"
   trainer.train_and_evaluate(_with_dispatch(config, 1), str(single), devices)
-  trainer.train_and_evaluate(_with_dispatch(config, 5), str(scanned), devices)
+  trainer.train_and_evaluate(_with_dispatch(config, 5, unroll=unroll), str(scanned), devices)
   _assert_same_runs(single, scanned, (16, 24))
   assert [r["step"] for r in _train_rows(scanned)] == list(range(4, 25, 4))
 
   # Resumed from its step-16 checkpoint, the k = 5 run ends bit for bit where it ended.
   (resumed / "checkpoints").mkdir(parents=True)
   shutil.copytree(scanned / "checkpoints" / "16", resumed / "checkpoints" / "16")
-  trainer.train_and_evaluate(_with_dispatch(config, 5), str(resumed), devices)
+  trainer.train_and_evaluate(_with_dispatch(config, 5, unroll=unroll), str(resumed), devices)
   jax.tree.map(np.testing.assert_array_equal, _state_at(scanned, 24), _state_at(resumed, 24))
 
 
