@@ -126,3 +126,74 @@ def write_report(
     )
   figure = save_quality_figure(os.path.join(workdir, "medshift.png"), rows)
   return {"markdown": markdown, "figure": figure}
+
+
+# Claims of the curation rule, checked on every seed: (name, test on one seed's rows by level).
+SEED_CLAIMS = (
+  (
+    "removing the most anomalous group lowers OTDD (TOP k−1 < TOP k)",
+    lambda by: by[1]["otdd_distance_mean"] < by[0]["otdd_distance_mean"],
+  ),
+  (
+    "the OTDD minimum is an intermediate level (not TOP k or TOP 1)",
+    lambda by: 0 < int(np.argmin([r["otdd_distance_mean"] for r in by])) < len(by) - 1,
+  ),
+  (
+    "the internal classifier is more accurate on TOP 1 than on TOP k",
+    lambda by: by[-1]["internal_accuracy"] > by[0]["internal_accuracy"],
+  ),
+  (
+    "a classifier retrained on TOP k−1 beats one retrained on TOP k",
+    lambda by: by[1]["retrained_accuracy"] > by[0]["retrained_accuracy"],
+  ),
+)
+
+
+def aggregate_seeds(per_seed: Sequence[Mapping]) -> dict:
+  """One MedShift matrix per seed → `{"rows": {level: {column: [per seed]}}, "detection":
+  {name: [per seed]}, "holds": {claim: seeds}}` (levels in TOP k … TOP 1 order)."""
+  levels = [row["level"] for row in per_seed[0]["rows"]]
+  rows = {
+    level: {
+      key: [next(r for r in seed["rows"] if r["level"] == level).get(key) for seed in per_seed]
+      for key, _ in COLUMNS
+    }
+    for level in levels
+  }
+  detection = {}
+  for seed in per_seed:
+    summary = seed.get("detection") or {}
+    flat = {"all": summary.get("auroc_within_class_rank")}
+    flat.update(summary.get("per_shift_type", {}))
+    for name, value in flat.items():
+      detection.setdefault(name, []).append(value)
+  holds = {
+    claim: int(sum(bool(test(list(seed["rows"]))) for seed in per_seed))
+    for claim, test in SEED_CLAIMS
+  }
+  return {"rows": rows, "detection": detection, "holds": holds}
+
+
+def render_seeds_markdown(summary: Mapping, seeds: Sequence[int]) -> str:
+  """The quality matrix as mean ± std over seeds (each seed's value in brackets)."""
+  from mlsup_jax.pipelines.seed_grid import mean_std_cell
+
+  columns = [(k, t) for k, t in COLUMNS if k != "otdd_distance_std"]
+  lines = [
+    f"### MedShift quality matrix, mean ± std over seeds {list(seeds)}",
+    "",
+    "| level | " + " | ".join(title for _, title in columns) + " |",
+    "|---|" + "---|" * len(columns),
+  ]
+  for level, cells in summary["rows"].items():
+    values = []
+    for key, _ in columns:
+      digits = 0 if key in ("kept", "removed", "removed_shifted") else 3
+      values.append(mean_std_cell(cells[key], digits=digits))
+    lines.append(f"| {level} | " + " | ".join(values) + " |")
+  lines += ["", "Detector AUROC of the injected shifts (within-class ranks):", ""]
+  for name, values in summary["detection"].items():
+    lines.append(f"- {name}: {mean_std_cell(values)}")
+  lines += ["", f"Claims, seeds on which they hold (of {len(seeds)}):", ""]
+  lines += [f"- {claim}: {n} / {len(seeds)}" for claim, n in summary["holds"].items()]
+  return "\n".join(lines)

@@ -8,7 +8,7 @@ import pytest
 
 from configs import medshift as medshift_config
 from mlsup_jax.core import trainer
-from mlsup_jax.pipelines import medshift
+from mlsup_jax.pipelines import medshift, medshift_report
 
 # Two well-populated classes keep the run small: normal and effusion.
 CLASS_WEIGHTS = (0.5, 0.0, 0.0, 0.5, 0.0)
@@ -109,3 +109,39 @@ def test_default_cvad_detector_runs_end_to_end(tmp_path):
   assert np.all(np.isfinite(result["scores"]))
   # Foreign-modality images are the easy shift: even a briefly trained CVAD ranks them first.
   assert result["detection"]["per_shift_type"]["foreign"] >= 0.8
+
+
+def _seed_result(otdd, internal, retrained, auroc):
+  levels = ("TOP3", "TOP2", "TOP1")
+  rows = [
+    {
+      "level": level,
+      "kept": 30 - 10 * i,
+      "removed": 10 * i,
+      "removed_shifted": 5 * i,
+      "kept_shifted_fraction": 0.2,
+      "retrained_accuracy": retrained[i],
+      "retrained_macro_f1": 0.5,
+      "internal_accuracy": internal[i],
+      "otdd_distance_mean": otdd[i],
+      "otdd_distance_std": 0.0,
+    }
+    for i, level in enumerate(levels)
+  ]
+  detection = {"auroc_within_class_rank": auroc, "per_shift_type": {"foreign": 1.0}}
+  return {"rows": rows, "detection": detection}
+
+
+def test_seeds_aggregate_into_mean_std_and_claims_per_seed():
+  per_seed = [
+    _seed_result((2.0, 1.5, 1.8), (0.3, 0.4, 0.5), (0.5, 0.4, 0.3), 0.9),  # claims 1–3 hold
+    _seed_result((2.0, 2.1, 1.9), (0.5, 0.4, 0.3), (0.4, 0.45, 0.3), 0.8),  # only claim 4 holds
+  ]
+  summary = medshift_report.aggregate_seeds(per_seed)
+  assert summary["rows"]["TOP2"]["otdd_distance_mean"] == [1.5, 2.1]
+  assert summary["detection"] == {"all": [0.9, 0.8], "foreign": [1.0, 1.0]}
+  assert list(summary["holds"].values()) == [1, 1, 1, 1]
+  markdown = medshift_report.render_seeds_markdown(summary, [0, 1])
+  assert "| TOP2 | 20 ± 0 (20 / 20) |" in markdown
+  assert "1.800 ± 0.300 (1.500 / 2.100)" in markdown
+  assert "- all: 0.850 ± 0.050 (0.900 / 0.800)" in markdown
