@@ -8,9 +8,10 @@ The loop is `trainer.train_and_evaluate` as a user runs it — input pipeline, h
 transfers, logging and checkpoints at the config's cadence, evaluation — run twice in fresh
 workdirs, for `--steps` and for twice as many steps, after one untimed run that pays the
 process's one-time costs. Its time per step is the difference of the two wall times over
-`--steps`: setup, compilation and evaluation cost the same in both runs and cancel. The bare step is `harness.benchmark_config` (one batch re-used, compiled ahead of time,
-median step). Prints (and with `--out`, appends) the examples/s of both and their ratio; a ratio
-well below 1 means the loop, not the step, sets the speed.
+`--steps`: setup, compilation and evaluation cost the same in both runs and cancel. The bare
+step is `harness.benchmark_config` (one batch re-used, compiled ahead of time, median step).
+Prints (and with `--out`, appends) the examples/s of both and their ratio; a ratio well below 1
+means the loop, not the step, sets the speed.
 """
 
 from __future__ import annotations
