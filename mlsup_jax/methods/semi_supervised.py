@@ -34,7 +34,12 @@ mask) of the student on the strong view against targets from the weak view, with
   pooled embedding of the mixed strong view is pulled towards the `semi.memory.topk` entries of a
   queue of `semi.memory.size` teacher embeddings nearest to the teacher's (mixed) embedding of
   the weak view — MSF's roles; the authors' code swaps them, which leaves the term without
-  gradient. The queue is carried in `extra["memory"]`;
+  gradient. The queue is carried in `extra["memory"]`. MONA's three ideas, as we map them
+  (its paper does not name the code terms): stronger augmentations = CutMix of the photometric
+  strong views; nearest neighbours = the memory term; decomposition into anatomical features =
+  the equivariance term with the pixel contrast. ARCO's code contrasts with U2PL's per-class
+  memory bank; ours uses ReCo's regional contrast for both, so ARCO vs MONA isolates the
+  sampling;
 * `action_pp` (ACTION++): `action` plus the supervised adaptive contrastive loss on labelled
   pixels (`losses/targeted_contrast.py`: `semi.tsc.anchors_per_class` anchors per class, the EMA
   teacher's embeddings as positives and in a FIFO queue, uniform class centres matched by
