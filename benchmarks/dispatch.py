@@ -26,13 +26,16 @@ from ml_collections import config_flags
 from mlsup_jax.core import mesh as mesh_lib
 from mlsup_jax.core.run_setup import RunSetup
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
-_K = flags.DEFINE_list("k", ["1", "4", "16"], "Steps per dispatch to compare.")
-_STEPS = flags.DEFINE_integer("steps", 48, "Timed steps per k (rounded up to a multiple of k).")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed dispatches after compilation.")
-_OUT = flags.DEFINE_string("out", "", "Markdown file to append the table to (optional).")
-_UNROLL = flags.DEFINE_integer("unroll", 0, "Steps per loop iteration (0 = all, unrolled).")
-flags.mark_flags_as_required(["config"])
+
+def define_flags() -> None:
+  """The command-line flags (defined on demand: tests import this module next to others)."""
+  config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
+  flags.DEFINE_list("k", ["1", "4", "16"], "Steps per dispatch to compare.")
+  flags.DEFINE_integer("steps", 48, "Timed steps per k (rounded up to a multiple of k).")
+  flags.DEFINE_integer("warmup", 2, "Untimed dispatches after compilation.")
+  flags.DEFINE_string("out", "", "Markdown file to append the table to (optional).")
+  flags.DEFINE_integer("unroll", 0, "Steps per loop iteration (0 = all, unrolled).")
+  flags.mark_flags_as_required(["config"])
 
 
 def time_dispatch(setup: RunSetup, k: int, steps: int, warmup: int, unroll: int = 0) -> dict:
@@ -72,19 +75,20 @@ def time_dispatch(setup: RunSetup, k: int, steps: int, warmup: int, unroll: int 
 
 def main(argv):
   del argv
-  setup = RunSetup(_CONFIG.value)
+  setup = RunSetup(flags.FLAGS.config)
   flag = flags.FLAGS["config"]
   name = os.path.basename(config_flags.get_config_filename(flag))
   load = os.getloadavg()[0]
+  values = flags.FLAGS
   rows = {
-    int(k): time_dispatch(setup, int(k), _STEPS.value, _WARMUP.value, _UNROLL.value)
-    for k in _K.value
+    int(k): time_dispatch(setup, int(k), values.steps, values.warmup, values.unroll)
+    for k in values.k
   }
   base = rows[min(rows)]["ms_per_step"]
   device = f"{jax.devices()[0].device_kind} ×{len(jax.devices())}"
   lines = [
-    f"`{name}` on {device} (load average {load:.1f} at the start), {_STEPS.value} steps per k, "
-    f"unroll {_UNROLL.value or 'all'}:",
+    f"`{name}` on {device} (load average {load:.1f} at the start), {values.steps} steps per k, "
+    f"unroll {flags.FLAGS.unroll or 'all'}:",
     "",
     "| steps per dispatch | ms per step | speed-up | compile s |",
     "|---|---|---|---|",
@@ -96,10 +100,11 @@ def main(argv):
     )
   text = "\n".join(lines) + "\n"
   print(text)
-  if _OUT.value:
-    with open(_OUT.value, "a") as f:
+  if flags.FLAGS.out:
+    with open(flags.FLAGS.out, "a") as f:
       f.write(text + "\n")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

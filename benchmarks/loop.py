@@ -28,11 +28,14 @@ from ml_collections import config_flags
 from benchmarks import harness
 from mlsup_jax.core import trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
-_STEPS = flags.DEFINE_integer("steps", 50, "Steps of the shorter loop run (the longer: twice).")
-_ITERS = flags.DEFINE_integer("iters", 10, "Timed steps of the bare-step measurement.")
-_OUT = flags.DEFINE_string("out", "", "Markdown file to append the result to (optional).")
-flags.mark_flags_as_required(["config"])
+
+def define_flags() -> None:
+  """The command-line flags (defined on demand: tests import this module next to others)."""
+  config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
+  flags.DEFINE_integer("steps", 50, "Steps of the shorter loop run (the longer: twice).")
+  flags.DEFINE_integer("iters", 10, "Timed steps of the bare-step measurement.")
+  flags.DEFINE_string("out", "", "Markdown file to append the result to (optional).")
+  flags.mark_flags_as_required(["config"])
 
 
 def _with_steps(config, steps: int):
@@ -82,7 +85,7 @@ def main(argv):
   flag = flags.FLAGS["config"]
   name = os.path.basename(config_flags.get_config_filename(flag))
   load = os.getloadavg()[0]
-  row = measure(_CONFIG.value, _STEPS.value, _ITERS.value)
+  row = measure(flags.FLAGS.config, flags.FLAGS.steps, flags.FLAGS.iters)
   device = f"{jax.devices()[0].device_kind} ×{len(jax.devices())}"
   text = (
     f"| `{name}` | {device} | {row['loop_ms_per_step']:.1f} | {row['step_ms']:.1f} | "
@@ -94,11 +97,12 @@ def main(argv):
     "step / loop | load |\n|---|---|---|---|---|---|---|---|\n"
   )
   print(header + text)
-  if _OUT.value:
-    exists = os.path.exists(_OUT.value)
-    with open(_OUT.value, "a") as f:
+  if flags.FLAGS.out:
+    exists = os.path.exists(flags.FLAGS.out)
+    with open(flags.FLAGS.out, "a") as f:
       f.write(text if exists else header + text)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
