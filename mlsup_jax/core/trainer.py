@@ -91,7 +91,7 @@ def _run_stage(run, stage, index, compiled, state, step, end, data_iter, checkpo
   checkpoints, the data order and every step's key are those of single steps.
   """
   config = run.config.train
-  per_dispatch = int(config.get("steps_per_dispatch", 1))
+  per_dispatch = int(config.steps_per_dispatch)
   if per_dispatch < 1:
     raise ValueError(f"config.train.steps_per_dispatch={per_dispatch} must be ≥ 1.")
   train_step, shardings = compiled
@@ -105,7 +105,7 @@ def _run_stage(run, stage, index, compiled, state, step, end, data_iter, checkpo
       state, metrics = train_step(state, batch, jax.random.fold_in(run.train_rng, step))
     else:
       if length not in multi_steps:
-        unroll = int(config.get("dispatch_unroll", 0))
+        unroll = int(config.dispatch_unroll)
         multi_steps[length] = run.compile_steps(stage, shardings, length, unroll)
       local = [next(data_iter) for _ in range(length)]
       batches = mesh_lib.stacked_global_batch(local, run.mesh)

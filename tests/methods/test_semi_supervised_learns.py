@@ -50,22 +50,8 @@ def test_teachers_beat_mean_teacher_with_one_labelled_patient(tmp_path):
 
 
 def test_fixmatch_beats_labelled_only_with_one_labelled_patient(tmp_path):
-  command = [
-    sys.executable,
-    "-m",
-    "launch.semi_supervised",
-    f"--workdir={tmp_path}",
-    "--options=small",
-    "--labelled=1",
-    "--seeds=1",
-    "--methods=labelled-only,FixMatch",
-  ]
-  run = subprocess.run(command, cwd=REPO, env=one_device_env(), capture_output=True, text=True)
-  assert run.returncode == 0, run.stderr[-3000:]
-  with open(os.path.join(tmp_path, "results.json")) as f:
-    results = json.load(f)["results"]
-  labelled_only = results["labelled-only"]["1"]["0"]
-  fixmatch = results["FixMatch"]["1"]["0"]
+  rows = _study(tmp_path, "labelled-only,FixMatch")
+  labelled_only, fixmatch = rows["labelled-only"], rows["FixMatch"]
   for result in (labelled_only, fixmatch):
     assert result["dice"] > 0.7  # both segment the three structures (untrained: ≈ 0.05)
     assert result["num_images"] == 4  # per test volume
