@@ -58,6 +58,9 @@ DATASETS = Registry(
     "phantom_shifted_radiograph": (
       "mlsup_jax.data.phantoms.shifted_external:ShiftedRadiographSource"
     ),
+    "phantom_spurious_radiograph": (
+      "mlsup_jax.data.phantoms.spurious_radiograph:SpuriousRadiographSource"
+    ),
   },
 )
 
