@@ -18,6 +18,7 @@ METHODS = Registry(
     "mcpm": "mlsup_jax.methods.mcpm:McpmMethod",
     "pint": "mlsup_jax.methods.pint:PintMethod",
     "semi_supervised": "mlsup_jax.methods.semi_supervised:SemiSupervisedMethod",
+    "morse": "mlsup_jax.methods.morse:MorseMethod",
     "image_classifier": "mlsup_jax.methods.image_classifier:ImageClassifierMethod",
   },
 )

@@ -386,3 +386,37 @@ def multiclass_report(
   results["num_spurious"] = spurious
   results["num_images"] = len(preds)
   return {k: float(v) for k, v in results.items()}
+
+
+def boundary_mask(label) -> np.ndarray:
+  """`label: [N, *S]` int → bool `[N, *S]`: pixels with a face neighbour of another label."""
+  label = np.asarray(label)
+  mask = np.zeros(label.shape, bool)
+  for axis in range(1, label.ndim):
+    differs = np.diff(label, axis=axis) != 0
+    lead = [slice(None)] * label.ndim
+    trail = [slice(None)] * label.ndim
+    lead[axis], trail[axis] = slice(None, -1), slice(1, None)
+    mask[tuple(lead)] |= differs
+    mask[tuple(trail)] |= differs
+  return mask
+
+
+def boundary_accuracy(pred, label) -> float | None:
+  """Pixel accuracy of `pred` on the boundary pixels of `label` (`boundary_mask`), both
+  `[N, *S]`; None when the labels have no boundary (a single class everywhere).
+
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.metrics.segmentation import boundary_accuracy
+    >>> label = np.array([[[0, 0, 1, 1]]])  # boundary: the middle two pixels
+    >>> boundary_accuracy(np.array([[[1, 0, 0, 1]]]), label)
+    0.5
+  """
+  pred, label = np.asarray(pred), np.asarray(label)
+  if pred.shape != label.shape:
+    raise ValueError(f"pred {pred.shape} and label {label.shape} must have the same shape.")
+  mask = boundary_mask(label)
+  if not mask.any():
+    return None
+  return float(np.mean(pred[mask] == label[mask]))

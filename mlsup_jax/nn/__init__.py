@@ -27,6 +27,7 @@ MODELS = Registry(
     "cascade_vae": "mlsup_jax.nn.cvae:CascadeVAE",
     "discriminator": "mlsup_jax.nn.cvae:Discriminator",
     "cnn_classifier": "mlsup_jax.nn.classifier:SmallCNNClassifier",
+    "morse": "mlsup_jax.nn.morse:Morse",
   },
 )
 

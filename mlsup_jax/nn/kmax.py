@@ -194,6 +194,8 @@ class KMaX(nn.Module):
     spatial_dims: 2 or 3.
     dropout_rate: backbone dropout (0: deterministic network).
     dtype: computation dtype (affinities and logits are float32).
+    return_scales: also return the pixel decoder's feature maps, coarsest first, as `"scales"`
+      (for a head on top, e.g. MORSE).
   """
 
   num_classes: int
@@ -208,6 +210,7 @@ class KMaX(nn.Module):
   spatial_dims: int = 2
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  return_scales: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> dict:
@@ -245,4 +248,7 @@ class KMaX(nn.Module):
     mask_logits, class_logits = KMaXPredictor(
       self.mask_dim, self.num_classes, self.spatial_dims, self.pixel_head_kernel, self.dtype
     )(pixel_space, queries, train)
-    return {"mask_logits": mask_logits, "class_logits": class_logits, "aux": tuple(aux)}
+    outputs = {"mask_logits": mask_logits, "class_logits": class_logits, "aux": tuple(aux)}
+    if self.return_scales:
+      outputs["scales"] = tuple(pixel_features)
+    return outputs

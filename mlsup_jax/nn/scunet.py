@@ -117,14 +117,17 @@ class ScuNet(nn.Module):
     num_classes: output channels (1 for BAC: a sigmoid map).
     dropout_rate: dropout after each input-injection block (0.5 in the authors' code).
     dtype: compute dtype (params stay float32).
+    return_scales: return `{"logits", "scales"}` with the decoder's feature maps, coarsest
+      first (H/8 × 64, H/4 × 64, H/2 × 32), for a head on top (MORSE).
   """
 
   num_classes: int = 1
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
+  return_scales: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool):
     """`x: [B, H, W, C]` (H, W multiples of 8) → logits `[B, H, W, num_classes]`."""
     if x.ndim != 4 or x.shape[1] % 8 or x.shape[2] % 8:
       raise ValueError(f"ScuNet expects [B, H, W, C] with H, W multiples of 8; got {x.shape}.")
@@ -144,8 +147,10 @@ class ScuNet(nn.Module):
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
     f2 = ContextGuidedDown(64, dilation=4, reduction=16, dtype=dt)(h, train)
 
-    h = DoubleConv(64, dtype=dt)(jnp.concatenate([f1, upsample_bilinear_2x(f2)], axis=-1), train)
-    h = DoubleConv(32, dtype=dt)(jnp.concatenate([f0, upsample_bilinear_2x(h)], axis=-1), train)
-    h = upsample_bilinear_2x(h)
-    logits = nn.Conv(self.num_classes, (1, 1), dtype=dt)(h)
-    return logits.astype(jnp.float32)
+    up1 = DoubleConv(64, dtype=dt)(jnp.concatenate([f1, upsample_bilinear_2x(f2)], axis=-1), train)
+    up2 = DoubleConv(32, dtype=dt)(jnp.concatenate([f0, upsample_bilinear_2x(up1)], axis=-1), train)
+    logits = nn.Conv(self.num_classes, (1, 1), dtype=dt)(upsample_bilinear_2x(up2))
+    logits = logits.astype(jnp.float32)
+    if self.return_scales:
+      return {"logits": logits, "scales": (f2, up1, up2)}
+    return logits

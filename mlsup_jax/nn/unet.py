@@ -106,6 +106,8 @@ class UNet(nn.Module):
     num_classes: output classes.
     features, spatial_dims, dropout_rate, dtype: see `UNetBackbone`.
     embedding_dim: width of the pixel embedding (0: logits only).
+    return_scales: also return the decoder's feature maps, coarsest first, as `"scales"` (for a
+      head on top, e.g. MORSE); the output is then a dict with `"logits"`.
   """
 
   num_classes: int
@@ -114,6 +116,7 @@ class UNet(nn.Module):
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   embedding_dim: int = 0
+  return_scales: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
@@ -123,8 +126,9 @@ class UNet(nn.Module):
     )
     kernel = (1,) * self.spatial_dims
     logits = nn.Conv(self.num_classes, kernel, dtype=self.dtype)(scales[-1]).astype(jnp.float32)
+    extra = {"scales": tuple(scales)} if self.return_scales else {}
     if not self.embedding_dim:
-      return logits
+      return {"logits": logits, **extra} if extra else logits
     full = scales[-1].shape[:-1]
     resized = [
       jax.image.resize(f, full + f.shape[-1:], "linear") if f.shape[:-1] != full else f
@@ -136,4 +140,5 @@ class UNet(nn.Module):
       "logits": logits,
       "embedding": embedding.astype(jnp.float32),
       "latent": scales[0],  # the bottleneck, for image-level distillation
+      **extra,
     }

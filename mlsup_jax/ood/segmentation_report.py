@@ -59,7 +59,7 @@ def plain_report(
 ) -> dict[str, float]:
   """The report on data without OOD annotations (a user's NIfTI / nnU-Net data).
 
-  Per-class and mean Dice, IoU, HD95, HD and ASD and mIoU
+  Per-class and mean Dice, IoU, HD95, HD and ASD and mIoU, and the accuracy on label boundaries
   (`metrics/segmentation.multiclass_report`, with its `missed_distance`); with a `workdir`, a
   figure `<figure_name>_cases.png` of the first cases (image, ground truth, prediction and the
   `heat_key` score map, by default the first `score/…` output).
@@ -67,6 +67,9 @@ def plain_report(
   results = seg_metrics.multiclass_report(
     outputs["pred"], outputs["label"], class_names, missed_distance=missed_distance
   )
+  accuracy = seg_metrics.boundary_accuracy(outputs["pred"], outputs["label"])
+  if accuracy is not None:
+    results["boundary_accuracy"] = accuracy
   if workdir is not None and "image" in outputs:
     import jax  # Only process 0 writes figures.
 
