@@ -148,6 +148,6 @@ def uncertain_points_on_grid(
 
 
 def fourier_features(coords: jax.Array, matrix: jax.Array) -> jax.Array:
-  """`[sin, cos](2π · (2·coords − 1) @ matrix)`: `coords [..., d]`, `matrix [d, F]` → `[..., 2F]`."""
+  """`[sin, cos](2π·(2·coords − 1) @ matrix)`: `coords [..., d]`, `matrix [d, F]` → `[..., 2F]`."""
   projected = 2.0 * jnp.pi * ((2.0 * coords - 1.0) @ matrix)
   return jnp.concatenate([jnp.sin(projected), jnp.cos(projected)], axis=-1)
