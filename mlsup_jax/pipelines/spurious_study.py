@@ -264,7 +264,7 @@ def plot_groups(reports: dict, names, path: str) -> None:
   ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, fontsize=8)
   ax.set_ylabel("test accuracy")
   ax.set_ylim(0, 1)
-  ax.legend(fontsize=7, ncol=len(reports), loc="lower center")
+  ax.legend(fontsize=7, ncol=len(reports), loc="lower center", bbox_to_anchor=(0.5, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
