@@ -12,8 +12,8 @@ from (`harness.stage_state`). The results key is the config name, then `stage=<n
 Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
 `<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
 (`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net, the TEND / CVAD stages, the
-MCPM / MW-Net meta step and the ACTION++ step of `benchmarks/torch_*.py`; skipped for other
-models and when PyTorch is not installed: `pip install -e .[bench]`).
+MCPM / MW-Net meta step, the ACTION++ step and U-Net + MORSE of `benchmarks/torch_*.py`;
+skipped for other models and when PyTorch is not installed: `pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
 """
 
@@ -29,6 +29,7 @@ from benchmarks import (
   torch_anomaly,
   torch_kmax,
   torch_mcpm,
+  torch_morse,
   torch_scunet,
   torch_semi_supervised,
 )
@@ -68,6 +69,7 @@ TORCH_BENCHMARKS = {
   "cvad/discriminator": torch_anomaly.benchmark_torch_cvad_discriminator,
   "mcpm/train": torch_mcpm.benchmark_torch_mcpm,
   "semi_supervised/train": torch_semi_supervised.benchmark_torch_semi_supervised,  # ACTION++
+  "morse": torch_morse.benchmark_torch_morse,  # U-Net + MORSE
 }
 
 

@@ -46,7 +46,12 @@ VARIANTS = {
 def backbone_section(name: str, num_classes: int, features, smoke: bool) -> dict:
   """The backbone's model section (widths scaled to the phantom)."""
   if name == "unet":
-    return {"name": "unet", "num_classes": num_classes, "features": tuple(features)}
+    return {
+      "name": "unet",
+      "num_classes": num_classes,
+      "features": tuple(features),
+      "dropout_rate": 0.0,
+    }
   if name == "scunet":
     return {"name": "scunet", "num_classes": num_classes, "dropout_rate": 0.0}
   if name == "kmax":
