@@ -57,7 +57,8 @@ def summarize(grid: Grid, results: dict, settings: Sequence[str], seeds) -> dict
 
   Args:
     grid: what to report.
-    results: `{method: {setting: {str(seed): {metric: value}}}}`.
+    results: `{method: {setting: {str(seed): {metric: value}}}}` (a metric a method does not
+      report is NaN, shown as —).
     settings: setting keys, in table order.
     seeds: the seeds.
   """
@@ -65,7 +66,9 @@ def summarize(grid: Grid, results: dict, settings: Sequence[str], seeds) -> dict
   ranking = grid.metrics[0]
   for key in settings:
     cells[key] = {
-      method: {m: [float(results[method][key][str(s)][m]) for s in seeds] for m in grid.metrics}
+      method: {
+        m: [float(results[method][key][str(s)].get(m, np.nan)) for s in seeds] for m in grid.metrics
+      }
       for method in results
       if key in results[method]
     }
@@ -130,6 +133,8 @@ def mean_std_cell(values, digits: int = 3, scale: float = 1.0) -> str:
 
 def _cell(metric: str, values) -> str:
   v = np.asarray(values, np.float64)
+  if not np.isfinite(v).any():
+    return "—"
   digits = 2 if metric in DISTANCES else 3
   return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
 
