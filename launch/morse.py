@@ -85,7 +85,7 @@ def main(argv):
     GRID, make_config, common.WORKDIR.value, _METHODS.value, _BACKBONES.value, seeds, labels=LABELS
   )
   holds = refinement_holds(study["summary"])
-  lines = ["", "Refined vs the head's own coarse prediction, seeds on which it holds:", ""]
+  lines = ["", "", "Refined vs the head's own coarse prediction, seeds on which it holds:", ""]
   lines += [f"- {claim}: {n} / {len(seeds)}" for claim, n in holds.items()]
   markdown = study["markdown"] + "\n".join(lines) + "\n"
   seed_grid.write_study(

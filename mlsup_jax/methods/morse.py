@@ -35,7 +35,7 @@ from mlsup_jax.methods.segmentation import (
 )
 from mlsup_jax.metrics import segmentation as seg_metrics
 from mlsup_jax.nn import build_model
-from mlsup_jax.nn.point_rendering import point_sample
+from mlsup_jax.nn.point_rendering import point_sample, uncertainty
 
 LOSS_ROLES = {"": losses.LossRole(outputs=("logits",))}
 
@@ -105,6 +105,8 @@ class MorseMethod(SegmentationMethod):
       "image": batch["image"][..., 0],
       "pred": predicted_classes(outputs["logits"]),
       "coarse_pred": predicted_classes(outputs["coarse_logits"]),
+      # The coarse logits' top-2 gap, negated: where the refinement looks (the figure's map).
+      "score/coarse_uncertainty": uncertainty(outputs["coarse_logits"]),
     }
 
   def evaluate(self, outputs: dict, workdir: str | None = None) -> dict[str, float]:
