@@ -76,7 +76,7 @@ def query_distribution(
   labels,
   query_split: Sequence[int] = (16, 4, 12),
   class_groups: Sequence[int] = (0, 1, 2, 2, 2),
-  reduction: str = "pixel",
+  balance: str = "pixel",
 ):
   """The QD loss: `−log Σ_{n ∈ group(label)} softmax_n(A)`, averaged over pixels.
 
@@ -85,7 +85,7 @@ def query_distribution(
     labels: `[B, *S]` int64.
     query_split: consecutive query-group sizes, summing to N.
     class_groups: the group of each class.
-    reduction: "pixel" (mean over pixels) or "group_balanced" (mean per target group, then over
+    balance: "pixel" (mean over pixels) or "group_balanced" (mean per target group, then over
       the groups present).
   """
   import torch
@@ -105,10 +105,10 @@ def query_distribution(
   )
   target = torch.tensor(list(class_groups), device=device)[labels]
   per_pixel = F.nll_loss(group_probs.clamp_min(1e-30).log(), target, reduction="none")
-  if reduction == "pixel":
+  if balance == "pixel":
     return per_pixel.mean()
-  if reduction != "group_balanced":
-    raise ValueError(f"Unknown QD reduction {reduction!r}.")
+  if balance != "group_balanced":
+    raise ValueError(f"Unknown QD balance {balance!r}.")
   means = [per_pixel[target == g].mean() for g in range(len(query_split)) if (target == g).any()]
   return torch.stack(means).mean()
 

@@ -246,11 +246,12 @@ def test_parameter_counts_match_the_jax_models(kernel):
   variables = jax.eval_shape(lambda: build_model(config).init(jax.random.key(0), x, train=False))
   expected = sum(v.size for v in jax.tree.leaves(variables["params"]))
   assert torch_kmax.count_parameters(torch_kmax.build_kmax(config)) == expected
-  m = config.model
+  unet_config = maxquery.get_config("smoke,variant=unet")
+  m = unet_config.model
   unet = UNet(num_classes=m.num_classes, features=tuple(m.features))
-  variables = jax.eval_shape(lambda: unet.init(jax.random.key(0), x))
+  variables = jax.eval_shape(lambda: unet.init(jax.random.key(0), x, train=False))
   expected = sum(v.size for v in jax.tree.leaves(variables["params"]))
-  assert torch_kmax.count_parameters(torch_kmax.build_unet(config)) == expected
+  assert torch_kmax.count_parameters(torch_kmax.build_unet(unet_config)) == expected
 
 
 def _jax_loss_fn(jax_model, config, variables, x, labels):
@@ -295,7 +296,10 @@ def test_kmax_matches_the_jax_network_with_ported_weights(kernel):
   _assert_outputs_close(got, train_outputs)
   # The PyTorch loss of the JAX outputs, and of the PyTorch network's own outputs.
   torch_loss = torch_kmax.deep_supervision(
-    config.loss, _as_torch_outputs(train_outputs, config.train.deep_supervision_weight), labels_t
+    config.loss,
+    _as_torch_outputs(train_outputs),
+    labels_t,
+    config.train.deep_supervision_weight,
   )
   np.testing.assert_allclose(torch_loss.item(), float(jax_loss), **TOL)
   loss = torch_kmax.deep_supervision(
@@ -348,11 +352,11 @@ def test_unet_matches_the_jax_network_with_ported_weights():
   m = config.model
   jax_model = UNet(num_classes=m.num_classes, features=tuple(m.features))
   x = np.random.default_rng(1).normal(size=(2, 32, 32, 1)).astype(np.float32)
-  variables = _random_variables(jax_model, x)
+  variables = _random_variables(jax_model, x, train=False)
   labels = _labels((2, 32, 32))
 
   def reference(variables):
-    logits = jax_model.apply(variables, x)
+    logits = jax_model.apply(variables, x, train=False)
     loss, _ = losses.weighted_sum(config.loss, outputs={"logits": logits}, batch={"label": labels})
     return logits, loss
 
@@ -375,7 +379,7 @@ def test_losses_match_the_jax_losses_on_random_outputs(per_sample, qd_reduction)
   """Every term (and the down-sampling of aux labels) on random logits, background excluded."""
   config = _smoke_config()
   with config.unlocked():
-    config.loss.query_distribution.reduction = qd_reduction
+    config.loss.query_distribution.balance = qd_reduction
     config.loss.soft_dice.per_sample = per_sample
     config.loss.soft_dice.include_background = False
     config.loss.cross_entropy.label_smoothing = 0.1

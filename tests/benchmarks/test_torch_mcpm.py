@@ -151,7 +151,7 @@ def _jitted(fn, *args):
 
 def _ported(config, state):
   """The PyTorch U-Net and meta network holding `state`'s parameters, and their `McpmStep`."""
-  levels = len(config.model.backbone_features)
+  levels = len(config.model.features)
   model = torch_mcpm.build_unet(config, 1)
   _load(model, unet_named(state.params, levels))
   meta_model = torch_mcpm.build_meta_net(config, 1)
@@ -188,8 +188,7 @@ def test_learning_rate_is_the_optax_schedule(schedule):
 def test_parameter_counts_match_the_jax_networks(variant):
   config = mcpm_config.get_config(f"small,variant={variant}")
   method = McpmMethod(config)
-  batch = {"image": jnp.zeros((1, SIZE, SIZE, 1))}
-  state = jax.eval_shape(lambda: method.init(jax.random.key(0), batch))
+  state = jax.eval_shape(lambda: method.init(jax.random.key(0), _batch(config)))
   count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
   assert torch_mcpm.count_parameters(torch_mcpm.build_unet(config, 1)) == count(state.params)
   meta_model = torch_mcpm.build_meta_net(config, 1)
@@ -209,8 +208,14 @@ def test_meta_gradient_matches_the_jax_method(variant):
   state = method.init(jax.random.key(0), batch)
   inner_lr = jnp.asarray(0.05, jnp.float32)
   rng = jax.random.key(1)  # Dropout is off: the rng does not change the result.
-  loss, grads = _jitted(
-    method.meta_gradient, state.extra["meta_params"], state.params, batch, inner_lr, rng
+  loss, _, grads = _jitted(
+    method.meta_gradient,
+    state.extra["meta_params"],
+    state.params,
+    state.model_state,
+    batch,
+    inner_lr,
+    rng,
   )
   step = _ported(config, state)
   detached = lambda module: {k: v.detach() for k, v in module.named_parameters()}
@@ -237,7 +242,7 @@ def test_train_step_matches_the_jax_method(variant):
   got = step.step(_torch_batch(batch))
   np.testing.assert_allclose(got["loss"], float(metrics["loss"]), rtol=TOL)
   np.testing.assert_allclose(got["weight_mean"], float(metrics["weight_mean"]), rtol=TOL)
-  levels = len(config.model.backbone_features)
+  levels = len(config.model.features)
   _assert_named_close(dict(step.model.named_parameters()), unet_named(new_state.params, levels))
   if variant != "unet":
     np.testing.assert_allclose(got["meta_loss"], float(metrics["meta_loss"]), rtol=TOL)
