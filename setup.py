@@ -52,6 +52,8 @@ setup(
   description="JAX/Flax methods for medical image analysis under limited supervision.",
   python_requires=">=3.11",
   packages=find_packages(include=["mlsup_jax", "mlsup_jax.*"]),
+  # The label-set statistics table of data/phantoms/finding_statistics.py.
+  package_data={"mlsup_jax.data.phantoms": ["*.csv"]},
   install_requires=INSTALL_REQUIRES,
   extras_require=EXTRAS_REQUIRE,
   entry_points={
