@@ -32,6 +32,7 @@ from mlsup_jax.registry import Registry
 
 _SEG = "mlsup_jax.losses.segmentation"
 _ANOMALY = "mlsup_jax.losses.anomaly"
+_PARTIAL = "mlsup_jax.losses.partial_labels"
 
 # Term name → `LossTerm(function, outputs it reads, batch keys it reads)`.
 LOSSES = Registry(
@@ -64,6 +65,12 @@ LOSSES = Registry(
       ("image",),
     ),
     "discriminator_bce": LossTerm(f"{_ANOMALY}:discriminator_bce", ("real_logit", "fake_logit")),
+    # Partially labelled multi-organ data (batch["known"]: which organs a sample annotates).
+    "partial_bce": LossTerm(f"{_PARTIAL}:partial_bce", ("logits",), ("label", "known")),
+    "marginal_cross_entropy": LossTerm(
+      f"{_PARTIAL}:marginal_cross_entropy", ("logits",), ("label", "known")
+    ),
+    "exclusion_dice": LossTerm(f"{_PARTIAL}:exclusion_dice", ("logits",), ("label",)),
   },
 )
 
