@@ -20,7 +20,8 @@ Readers (`sources/readers/`, one file per format):
 
 Wrappers over any source (their `base` is a source config or a built source, `as_source`):
 `index_subset` (`subset.py`), `relabel` (`relabel.py`), `noisy_labels` (`corruption.py`),
-`ood_split` (`ood_splits.py`), `semi_supervised_split` (`labelled_split.py`). Phantoms:
+`ood_split` (`ood_splits.py`), `semi_supervised_split` (`labelled_split.py`), `partial_labels`
+(`partial_labels.py`: a sub-dataset that annotates only some organs, with `known`). Phantoms:
 `mlsup_jax/data/phantoms/`.
 """
 
@@ -49,6 +50,7 @@ DATASETS = Registry(
     "noisy_labels": "mlsup_jax.data.sources.corruption:NoisyLabelSource",
     "ood_split": "mlsup_jax.data.sources.ood_splits:OodSplitSource",
     "semi_supervised_split": "mlsup_jax.data.sources.labelled_split:SemiSupervisedSplit",
+    "partial_labels": "mlsup_jax.data.sources.partial_labels:PartialLabelSource",
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
     "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
     "phantom_cardiac": "mlsup_jax.data.phantoms.cardiac:CardiacPhantomSource",
