@@ -71,7 +71,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   )
   config = ml_collections.ConfigDict()
-  config.method = "cfr"
   config.seed = 0
   config.data_seed = 0
 
