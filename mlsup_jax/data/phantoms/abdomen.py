@@ -39,6 +39,11 @@ tumours larger than inlier ones.
 Labels: 0 background (everything but the liver and inlier tumours), 1 liver, 2/3/4 inlier
 tumours. OOD tumour pixels are labelled 0 and flagged in `ood`; `lesion` marks any tumour.
 
+`organs="multi"` (LTUDA's multi-organ task) also paints the left kidney, the spleen and the
+pancreas (`abdomen_anatomy`, from a separate random stream, so every other draw of a case — and
+every `organs="liver"` case — is unchanged) and labels 0 background, 1 liver (tumours included),
+2 kidneys, 3 spleen, 4 pancreas (`MULTI_ORGAN_CLASS_NAMES`).
+
 In 3-D, every structure is a solid (ellipsoids, cylinders along z, 3-D fractal textures) sampled
 on `depth` slices twice as thick as the in-plane pixels; a 2-D case is one such slice through the
 tumour centre. Both share one code path.
@@ -66,6 +71,11 @@ MIN_IMAGE_SIZE = 32
 DEPTH_MULTIPLE = 8
 # Slice thickness in in-plane pixels (3-D volumes are anisotropic, like most abdominal CT).
 SLICE_THICKNESS = 2.0
+ORGAN_SETS = ("liver", "multi")
+MULTI_ORGAN_CLASS_NAMES = ("background", "liver", "kidneys", "spleen", "pancreas")
+# Stream of the extra organs (4-word seeds never coincide with the 3-word `case_rng` streams).
+_ORGAN_STREAM = 0x4F52474E
+
 # Memory for cached cases (image float32 + label int32 + two uint8 masks: 10 bytes a voxel).
 CACHE_BYTES = 256 * 2**20
 # Default split contents.
@@ -100,6 +110,8 @@ class AbdomenPhantomSource(PhantomSource):
     ood_fraction: probability that a tumour is of an OOD subtype. None: 0 for "train" (the
       training set never shows OOD subtypes), 0.4 otherwise.
     tumour_fraction: probability that a case has a tumour. None: 0.85 for "train", 1 otherwise.
+    organs: "liver" (the labels above) or "multi" (liver, kidneys, spleen, pancreas; module
+      docstring).
 
   Attributes:
     NUM_CLASSES: number of label classes (background, liver and three inlier tumours).
@@ -129,8 +141,11 @@ class AbdomenPhantomSource(PhantomSource):
     seed: int = 0,
     ood_fraction: float | None = None,
     tumour_fraction: float | None = None,
+    organs: str = "liver",
   ):
     split_id(split)
+    if organs not in ORGAN_SETS:
+      raise ValueError(f"organs must be one of {ORGAN_SETS}, got {organs!r}.")
     num_cases = _integer("num_cases", num_cases)
     image_size = _integer("image_size", image_size)
     spatial_dims = _integer("spatial_dims", spatial_dims)
@@ -159,6 +174,8 @@ class AbdomenPhantomSource(PhantomSource):
     self.ood_fraction = ood_fraction
     self.tumour_fraction = tumour_fraction
     self.shape = shape
+    self.organs = organs
+    self.class_names = self.CLASS_NAMES if organs == "liver" else MULTI_ORGAN_CLASS_NAMES
     # Pixel centres in [-1, 1] (row, col), shared by every case.
     q = ((np.arange(image_size, dtype=np.float32) + 0.5) / image_size) * 2.0 - 1.0
     self._q_rows, self._q_cols = np.meshgrid(q, q, indexing="ij")
@@ -167,7 +184,7 @@ class AbdomenPhantomSource(PhantomSource):
 
   def generate(self, rng: np.random.Generator, index: int) -> dict[str, np.ndarray]:
     """One case (see the class docstring for the keys)."""
-    del index  # Everything comes from `rng`.
+    # Everything comes from `rng`, except the extra organs of `organs="multi"` (own stream).
     # The tumour's presence and subtype come first, so the anatomy of a case does not depend on
     # the fractions.
     has_tumour = rng.uniform() < self.tumour_fraction
@@ -182,7 +199,12 @@ class AbdomenPhantomSource(PhantomSource):
         subtype = min(int(within * NUM_INLIER_SUBTYPES), NUM_INLIER_SUBTYPES - 1)
 
     grid = self._grid(rng)
-    image, liver, liver_soft, level = paint_anatomy(rng, grid, self.shape, self._noise)
+    organ_rng, organ_masks = None, {}
+    if self.organs == "multi":
+      organ_rng = np.random.default_rng([self.seed, split_id(self.split), index, _ORGAN_STREAM])
+    image, liver, liver_soft, level = paint_anatomy(
+      rng, grid, self.shape, self._noise, organ_rng=organ_rng, organ_masks=organ_masks
+    )
     lesion = np.zeros(self.shape, bool)
     if subtype >= 0:
       lesion = paint_tumour(
@@ -198,7 +220,11 @@ class AbdomenPhantomSource(PhantomSource):
 
     ood = lesion if subtype >= NUM_INLIER_SUBTYPES else np.zeros_like(lesion)
     label = liver.astype(np.int32)
-    label[lesion] = 2 + subtype if 0 <= subtype < NUM_INLIER_SUBTYPES else 0
+    if self.organs == "multi":
+      for value, name in enumerate(("kidney", "spleen", "pancreas"), start=2):
+        label[organ_masks[name]] = value
+    else:
+      label[lesion] = 2 + subtype if 0 <= subtype < NUM_INLIER_SUBTYPES else 0
     return {
       "image": np.ascontiguousarray(image[..., None]),
       "label": np.ascontiguousarray(label),
@@ -235,6 +261,8 @@ class AbdomenPhantomSource(PhantomSource):
     angle = rng.uniform(-0.12, 0.12)
     scale = rng.uniform(0.84, 0.94)  # field of view: an upper-abdomen crop around the liver
     shift = (-0.05 + rng.uniform(-0.05, 0.05), -0.34 + rng.uniform(-0.05, 0.05))
+    if self.organs == "multi":  # The whole abdomen, not a crop around the liver (same draws).
+      scale, shift = scale * 1.3, (shift[0] + 0.05, shift[1] + 0.34)
     cos, sin = scale * math.cos(angle), scale * math.sin(angle)
     y = cos * self._q_rows - sin * self._q_cols + np.float32(shift[0])
     x = sin * self._q_rows + cos * self._q_cols + np.float32(shift[1])

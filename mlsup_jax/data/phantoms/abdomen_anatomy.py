@@ -6,6 +6,13 @@ body, canal, lamina, spinous process), the aorta and inferior vena cava, the rig
 loops, the stomach, sometimes a gallbladder, and last the liver (two smoothly joined, lobulated
 lobes carved by their neighbours, with parenchymal texture and intrahepatic vessels). Every
 structure is a signed-distance solid (`shapes`) in the body frame of the case's pose grid.
+
+With `organ_rng` (the multi-organ phantom of LTUDA), three more organs are painted right after
+the right kidney, drawn from that separate generator so the case's own draws — and so every
+single-organ case — stay exactly as they are: the left kidney (the right one mirrored), the
+spleen (posterior left, enhancing like the liver) and the pancreas (a thin, lobulated band
+across the left upper abdomen in front of the aorta, 15–40 HU below the liver: small and low
+contrast). `organ_masks` then receives each organ's final mask (later structures win).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ def paint_anatomy(
   grid: dict,
   shape: tuple[int, ...],
   noise: Callable[..., np.ndarray],
+  organ_rng: np.random.Generator | None = None,
+  organ_masks: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
   """Paints the body and organs.
 
@@ -41,6 +50,9 @@ def paint_anatomy(
     grid: the case's body-frame coordinates (`AbdomenPhantomSource._grid`).
     shape: the case's shape `S`, `(H, W)` or `(D, H, W)`.
     noise: the case's texture generator, `noise(rng, **fractal_noise_kwargs) → [*S]`.
+    organ_rng: a separate generator: paint the left kidney, spleen and pancreas too.
+    organ_masks: with `organ_rng`, filled with `[*S]` bool masks `kidney` (both),
+      `spleen` and `pancreas`.
 
   Returns:
     image: `[*S]` float32 HU, before blur and noise.
@@ -117,12 +129,28 @@ def paint_anatomy(
   paint(image, inside(kidney_d), rng.uniform(150.0, 190.0) + phase + 5.0 * tissue_texture)
   medulla_d = kidney_d + 0.045
   paint(image, inside(medulla_d), rng.uniform(100.0, 130.0) + phase)
+  extra = {}
+  if organ_rng is not None:
+    extra = _paint_more_organs(
+      organ_rng,
+      image,
+      coords,
+      inside,
+      phase,
+      tissue_texture,
+      yv,
+      vertebra_radius,
+      cavity_d,
+      aorta_d,
+    )
 
   # Bowel loops (gas, fluid or faeces); the liver and stomach are painted over them.
+  loops = []
   for _ in range(int(rng.integers(1, 4))):
     centre = (rng.uniform(-0.6, 0.0), rng.uniform(-0.3, 0.5), rng.uniform(-0.4, 0.4))
     radius = rng.uniform(0.07, 0.13)
     loop_d = ellipsoid_distance(coords, centre, (radius, radius * rng.uniform(1.0, 1.4), 0.4))
+    loops.append(loop_d)
     paint(image, inside(loop_d), rng.uniform(30.0, 60.0) + phase)
     content = rng.integers(3)
     value = (AIR_HU + 50.0, rng.uniform(5.0, 30.0), rng.uniform(-80.0, 20.0))[content]
@@ -189,4 +217,56 @@ def paint_anatomy(
   parenchyma = level + rng.uniform(4.0, 8.0) * tissue_texture
   parenchyma += (rng.uniform(45.0, 75.0) + phase) * vessels
   paint(image, liver_soft, parenchyma)
-  return image, liver_d < 0.0, liver_soft, level
+  liver = liver_d < 0.0
+  if organ_rng is not None and organ_masks is not None:
+    # Structures painted after the organs cover them (a pixel belongs to the last one painted).
+    covered = liver | np.broadcast_to(stomach_d < 0.0, shape)
+    covered = covered | np.broadcast_to(gallbladder_d < 0.0, shape)
+    for loop_d in loops:
+      covered = covered | np.broadcast_to(loop_d < 0.0, shape)
+    pancreas = np.broadcast_to(extra["pancreas"] < 0.0, shape) & ~covered
+    spleen = np.broadcast_to(extra["spleen"] < 0.0, shape) & ~covered & ~pancreas
+    kidneys = np.broadcast_to((kidney_d < 0.0) | (extra["kidney_left"] < 0.0), shape)
+    organ_masks.update(
+      kidney=kidneys & ~covered & ~pancreas & ~spleen, spleen=spleen, pancreas=pancreas
+    )
+  return image, liver, liver_soft, level
+
+
+def _paint_more_organs(
+  rng, image, coords, inside, phase, tissue_texture, yv, vertebra_radius, cavity_d, aorta_d
+) -> dict:
+  """The left kidney, spleen and pancreas (module docstring); returns their distances."""
+  # Left kidney: the right one mirrored to the patient's left (image right).
+  centre = (yv - 0.02 + rng.uniform(-0.05, 0.05), 0.5 + rng.uniform(-0.05, 0.05))
+  kidney_d = ellipsoid_distance(
+    coords,
+    (*centre, rng.uniform(-0.25, 0.45)),
+    (rng.uniform(0.17, 0.22), rng.uniform(0.11, 0.14), 0.35),
+    -rng.uniform(0.3, 0.8),
+  )
+  paint(image, inside(kidney_d), rng.uniform(150.0, 190.0) + phase + 5.0 * tissue_texture)
+  paint(image, inside(kidney_d + 0.045), rng.uniform(100.0, 130.0) + phase)
+  # Spleen: posterior left, against the body wall, enhancing like the liver.
+  centre = (yv - 0.15 + rng.uniform(-0.05, 0.05), 0.72 + rng.uniform(-0.04, 0.04))
+  spleen_d = ellipsoid_distance(
+    coords,
+    (*centre, rng.uniform(-0.2, 0.2)),
+    (rng.uniform(0.2, 0.27), rng.uniform(0.1, 0.14), 0.5),
+    rng.uniform(-1.0, -0.5),
+  )
+  spleen_d = np.maximum(spleen_d, cavity_d + 0.01)
+  spleen_d = np.maximum(spleen_d, 0.02 - kidney_d)
+  paint(image, inside(spleen_d), rng.uniform(105.0, 125.0) + phase + 5.0 * tissue_texture)
+  # Pancreas: a thin lobulated band in front of the aorta, low contrast.
+  centre = (yv - vertebra_radius - 0.2 + rng.uniform(-0.03, 0.03), 0.28 + rng.uniform(-0.05, 0.05))
+  pancreas_d = ellipsoid_distance(
+    coords,
+    (*centre, rng.uniform(-0.2, 0.2)),
+    (rng.uniform(0.045, 0.06), rng.uniform(0.28, 0.34), 0.3),
+    rng.uniform(-0.35, -0.1),
+  )
+  pancreas_d = np.maximum(pancreas_d, 0.02 - aorta_d)
+  level = rng.uniform(70.0, 90.0) + phase
+  paint(image, inside(pancreas_d), level + 10.0 * tissue_texture)
+  return {"kidney_left": kidney_d, "spleen": spleen_d, "pancreas": pancreas_d}
