@@ -1,4 +1,4 @@
-"""The abdominal phantom's multi-organ mode (LTUDA) and that the single-organ cases are unchanged."""
+"""The abdominal phantom's multi-organ mode (LTUDA); the single-organ cases are unchanged."""
 
 import hashlib
 
