@@ -288,7 +288,13 @@ def test_weighted_sum_applies_weights_and_hparams():
 def test_section_lists_every_applicable_term_with_signature_defaults():
   section = losses.loss_section(SEG_ROLE, {"soft_dice": 3.0})
   # Every registered term that reads only `logits` is listed, switched off unless weighted.
-  assert set(section) == {"cross_entropy", "soft_dice"}
+  assert set(section) == {
+    "cross_entropy",
+    "soft_dice",
+    "partial_bce",
+    "marginal_cross_entropy",
+    "exclusion_dice",
+  }
   assert section.cross_entropy.to_dict() == {
     "weight": 0.0,
     "label_smoothing": 0.0,
