@@ -7,7 +7,7 @@ The same backbone alone, and the ablations:
   python -m launch.train --config=configs/morse.py:variant=implicit_only --workdir=runs/implicit
 Another backbone (SCU-Net, or kMaX's pixel decoder):
   python -m launch.train --config=configs/morse.py:backbone=scunet --workdir=runs/morse_scunet
-3-D (abdominal phantom volumes, U-Net backbone), smoke size:
+3-D (abdominal phantom volumes; U-Net or kMaX backbone), smoke size:
   python -m launch.train --config=configs/morse.py:3d,smoke --workdir=/tmp/morse_3d
 The study over seeds (every variant, mean ± std, the claims per seed):
   python -m launch.morse --workdir=runs/morse_study --seeds=3
@@ -78,8 +78,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, backbone = values["variant"], values["backbone"]
   if variant not in VARIANTS:
     raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}.")
-  if volumetric and backbone != "unet":
-    raise ValueError("3-D runs use the U-Net backbone (SCU-Net is 2-D; kMaX here is too slow).")
+  if volumetric and backbone == "scunet":
+    raise ValueError("SCU-Net is a 2-D network: use backbone=unet or kmax with 3d.")
   size, slices, train_patients, test_patients, steps, features = (
     (32, 4, 4, 2, 4, (8, 16))
     if smoke

@@ -52,6 +52,7 @@ BACKBONES = {
     ("scunet", 2, (2, 32, 32, 1)),
     ("kmax", 2, (2, 32, 32, 1)),
     ("unet", 3, (1, 16, 16, 8, 1)),
+    ("kmax", 3, (1, 16, 16, 8, 1)),
   ],
 )
 def test_every_backbone_trains_and_refines(backbone, spatial_dims, shape):
@@ -138,6 +139,7 @@ def test_boundary_accuracy_by_hand():
     "smoke,backbone=scunet",
     "smoke,backbone=kmax",
     "smoke,3d",
+    "smoke,3d,backbone=kmax",
     "smoke,variant=backbone",
     "smoke,variant=implicit_only",
     "smoke,variant=moe_only",
