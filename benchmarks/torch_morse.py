@@ -29,6 +29,14 @@ from benchmarks.torch_kmax_losses import weighted_sum
 from benchmarks.torch_kmax_models import _torch_modules
 
 
+def _grid(coords):
+  """`[B, N, d]` coordinates in [0, 1], layout axis order → `grid_sample`'s `[B, N, 1…, d]`
+  grid in [−1, 1] with the axes reversed."""
+  dims = coords.shape[-1]
+  g = 2 * coords.flip(-1) - 1
+  return g.reshape(g.shape[0], g.shape[1], *([1] * (dims - 1)), dims)
+
+
 def build_morse(config, in_channels: int = 1):
   """The PyTorch U-Net + MORSE of a `configs/morse.py` config (U-Net backbone only)."""
   import torch
@@ -46,12 +54,8 @@ def build_morse(config, in_channels: int = 1):
   widths = features[::-1]  # the backbone's outputs, coarsest first
   mode = "bilinear" if dims == 2 else "trilinear"
 
-  def grid(coords):  # [B, N, d] in the layout's axis order → grid_sample's reversed axes
-    g = 2 * coords.flip(-1) - 1
-    return g.reshape(g.shape[0], g.shape[1], *([1] * (dims - 1)), dims)
-
   def sample(x, coords, how="bilinear"):  # [B, C, *S] → [B, N, C]
-    out = F.grid_sample(x, grid(coords), mode=how, align_corners=False)
+    out = F.grid_sample(x, _grid(coords), mode=how, align_corners=False)
     return out.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)
 
   class Morse(nn.Module):
@@ -127,12 +131,8 @@ def _loss(config):
 
   def loss(outputs, labels):
     logits, point_logits, coords = outputs
-    dims = coords.shape[-1]
-    g = (2 * coords.flip(-1) - 1).reshape(
-      coords.shape[0], coords.shape[1], *([1] * (dims - 1)), dims
-    )
     point_labels = (
-      F.grid_sample(labels.unsqueeze(1).float(), g, mode="nearest", align_corners=False)
+      F.grid_sample(labels.unsqueeze(1).float(), _grid(coords), mode="nearest", align_corners=False)
       .reshape(coords.shape[0], -1)
       .long()
     )

@@ -86,7 +86,6 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from mlsup_jax import losses
@@ -547,7 +546,9 @@ class SemiSupervisedMethod(ActionFamilyTerms):
     pred, label = outputs["pred"], outputs["label"]
     spacing = self.config.eval.get("spacing")
     if "patient" in outputs and "slice" in outputs:
-      pred, label = volumes(pred, label, outputs["patient"], outputs["slice"])
+      pred, label = segmentation.stack_patient_volumes(
+        pred, label, outputs["patient"], outputs["slice"]
+      )
     elif spacing is not None:
       spacing = tuple(spacing)[-(pred.ndim - 1) :]  # Per slice: the in-plane spacing.
     return segmentation.multiclass_report(
@@ -557,20 +558,3 @@ class SemiSupervisedMethod(ActionFamilyTerms):
       spacing=None if spacing is None else tuple(float(v) for v in spacing),
       missed_distance=self.config.eval.missed_distance,
     )
-
-
-def volumes(pred, label, patient, slice_index):
-  """Slices `[N, H, W]` stacked into patient volumes `[P, D, H, W]` (in slice order).
-
-  Raises:
-    ValueError: when patients have different numbers of slices.
-  """
-  patient, slice_index = np.asarray(patient), np.asarray(slice_index)
-  ids = np.unique(patient)
-  counts = {int(p): int(np.sum(patient == p)) for p in ids}
-  if len(set(counts.values())) != 1:
-    raise ValueError(f"Patients have different slice counts {counts}; cannot stack volumes.")
-  order = np.lexsort((slice_index, patient))
-  depth = counts[int(ids[0])]
-  shape = (len(ids), depth, *np.shape(pred)[1:])
-  return np.asarray(pred)[order].reshape(shape), np.asarray(label)[order].reshape(shape)

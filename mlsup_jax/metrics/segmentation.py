@@ -420,3 +420,20 @@ def boundary_accuracy(pred, label) -> float | None:
   if not mask.any():
     return None
   return float(np.mean(pred[mask] == label[mask]))
+
+
+def stack_patient_volumes(pred, label, patient, slice_index):
+  """Slices `[N, H, W]` stacked into patient volumes `[P, D, H, W]` (in slice order).
+
+  Raises:
+    ValueError: when patients have different numbers of slices.
+  """
+  patient, slice_index = np.asarray(patient), np.asarray(slice_index)
+  ids = np.unique(patient)
+  counts = {int(p): int(np.sum(patient == p)) for p in ids}
+  if len(set(counts.values())) != 1:
+    raise ValueError(f"Patients have different slice counts {counts}; cannot stack volumes.")
+  order = np.lexsort((slice_index, patient))
+  depth = counts[int(ids[0])]
+  shape = (len(ids), depth, *np.shape(pred)[1:])
+  return np.asarray(pred)[order].reshape(shape), np.asarray(label)[order].reshape(shape)

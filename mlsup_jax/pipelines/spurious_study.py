@@ -35,6 +35,7 @@ from mlsup_jax.spurious import projection_head
 from mlsup_jax.spurious.calibration_set import build_calibration_set
 from mlsup_jax.spurious.dfr import fit_dfr
 from mlsup_jax.spurious.frozen_encoder import FrozenEncoder
+from mlsup_jax.viz.groups import save_group_accuracies
 
 METHODS = ("ERM (linear probe)", "ERM", "DFR", "CFR")
 METRICS = ("worst_group_accuracy", "adjusted_average_accuracy", "average_accuracy")
@@ -58,10 +59,7 @@ def seeded(config: ml_collections.ConfigDict, seed: int) -> ml_collections.Confi
 def load_encoder(config: ml_collections.ConfigDict, workdir: str) -> FrozenEncoder:
   """The frozen encoder: the user's weights, or the one pre-trained in `<workdir>/encoder`."""
   if config.encoder_weights:
-    image_size = int(config.data.train.get("image_size", 0)) or None
-    shape = (image_size, image_size, 1) if image_size else None
-    if shape is None:
-      shape = tuple(build_source(config.data.train)[0]["image"].shape)
+    shape = tuple(build_source(config.data.train)[0]["image"].shape)
     return FrozenEncoder.from_file(config.encoder.model, config.encoder_weights, shape)
   encoder_dir = os.path.join(workdir, "encoder")
   if not os.path.exists(os.path.join(encoder_dir, "eval_results.json")):
@@ -171,7 +169,9 @@ def run_spurious_study(config: ml_collections.ConfigDict, workdir: str) -> dict:
     json.dump(result, f, indent=2)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown)
-  plot_groups({m: reports[m] for m in METHODS}, names, os.path.join(workdir, "groups.png"))
+  save_group_accuracies(
+    {m: reports[m] for m in METHODS}, names, os.path.join(workdir, "groups.png")
+  )
   return {**result, "markdown": markdown}
 
 
@@ -247,24 +247,3 @@ def render_seeds_markdown(summary: dict, seeds: list[int]) -> str:
       + " / ".join(f"{c:.2f}" for c in summary["gap_closed"])
     )
   return "\n".join(lines) + "\n"
-
-
-def plot_groups(reports: dict, names, path: str) -> None:
-  """Bar chart: each method's accuracy per group, the worst group marked."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(8, 3.2))
-  width = 0.8 / len(reports)
-  for i, (method, report) in enumerate(reports.items()):
-    values = [report[f"accuracy/{n}"] for n in names]
-    ax.bar(np.arange(len(names)) + i * width, values, width, label=method)
-  ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, fontsize=8)
-  ax.set_ylabel("test accuracy")
-  ax.set_ylim(0, 1)
-  ax.legend(fontsize=7, ncol=len(reports), loc="lower center", bbox_to_anchor=(0.5, 1.0))
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)

@@ -28,6 +28,7 @@ standardised with the training split's mean and standard deviation (`Standardise
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -110,13 +111,19 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
   return max(1, n // min(int(batch_size), n))
 
 
+@functools.cache
+def _predictor(num_classes: int, embedding_dim: int, hidden_dim: int, dropout: float):
+  """One jitted argmax per head shape (a fresh `jax.jit` per call would recompile each time)."""
+  model = ProjectionClassifier(num_classes, embedding_dim, hidden_dim, dropout)
+  return jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x, train=False)["logits"], -1))
+
+
 def predict(params, config, features: np.ndarray, num_classes: int = 2) -> np.ndarray:
   """`[N]` argmax predictions of a trained head on (standardised) features."""
-  model = _model(config, num_classes)
-  logits = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False)["logits"])(
-    params, jnp.asarray(features, jnp.float32)
+  predictor = _predictor(
+    int(num_classes), int(config.embedding_dim), int(config.hidden_dim), float(config.dropout)
   )
-  return np.asarray(jnp.argmax(logits, axis=-1), np.int32)
+  return np.asarray(predictor(params, jnp.asarray(features, jnp.float32)), np.int32)
 
 
 def _init(model, key, dim: int):

@@ -22,6 +22,7 @@ from mlsup_jax.data import pipeline
 from mlsup_jax.data.sources import DATASETS
 from mlsup_jax.data.validation import DataError
 from mlsup_jax.methods import semi_supervised as ssl
+from mlsup_jax.metrics import segmentation as segmentation_metrics
 from mlsup_jax.nn import MODELS
 from mlsup_jax.pipelines import model_selection
 
@@ -398,11 +399,11 @@ def test_volumes_stack_slices_by_patient_in_slice_order():
   pred = np.arange(6)[:, None, None] * np.ones((6, 2, 2), int)
   patient = np.array([1, 0, 1, 0, 1, 0])
   slices = np.array([2, 1, 0, 0, 1, 2])
-  stacked, _ = ssl.volumes(pred, pred, patient, slices)
+  stacked, _ = segmentation_metrics.stack_patient_volumes(pred, pred, patient, slices)
   assert stacked.shape == (2, 3, 2, 2)
   np.testing.assert_array_equal(stacked[:, :, 0, 0], [[3, 1, 5], [2, 4, 0]])
   with pytest.raises(ValueError, match="slice counts"):
-    ssl.volumes(pred[:5], pred[:5], patient[:5], slices[:5])
+    segmentation_metrics.stack_patient_volumes(pred[:5], pred[:5], patient[:5], slices[:5])
 
 
 def test_volume_distances_are_in_spacing_units_and_missed_structures_are_counted():
