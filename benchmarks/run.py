@@ -12,11 +12,13 @@ from (`harness.stage_state`). The results key is the config name, then `stage=<n
 Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
 `<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
 (`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net, the TEND / CVAD stages, the
-MCPM / MW-Net meta step, the ACTION++ step and U-Net + MORSE of `benchmarks/torch_*.py`;
+MCPM / MW-Net meta step, the ACTION++ step, U-Net + MORSE and the LTUDA step of
+`benchmarks/torch_*.py`;
 skipped for other models and when PyTorch is not installed: `pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
 """
 
+import functools
 import os
 
 import jax
@@ -28,6 +30,7 @@ from benchmarks import (
   report,
   torch_anomaly,
   torch_kmax,
+  torch_ltuda,
   torch_mcpm,
   torch_morse,
   torch_scunet,
@@ -70,6 +73,8 @@ TORCH_BENCHMARKS = {
   "mcpm/train": torch_mcpm.benchmark_torch_mcpm,
   "semi_supervised/train": torch_semi_supervised.benchmark_torch_semi_supervised,  # ACTION++
   "morse": torch_morse.benchmark_torch_morse,  # U-Net + MORSE
+  "ltuda/cda": functools.partial(torch_ltuda.benchmark_torch_ltuda, stage="cda"),
+  "ltuda/cda_pda": functools.partial(torch_ltuda.benchmark_torch_ltuda, stage="cda_pda"),
 }
 
 

@@ -17,7 +17,6 @@ from absl import app, flags
 
 from configs import semi_supervised
 from launch import common
-from mlsup_jax.core import trainer
 from mlsup_jax.pipelines import model_selection, seed_grid
 
 # Row name → config options, in table order.
@@ -63,14 +62,6 @@ _METHODS = flags.DEFINE_list("methods", list(METHODS), "Rows to run.")
 _OPTIONS = flags.DEFINE_string("options", "", "Config options besides kind and labelled.")
 
 
-def train_and_select(config, workdir: str) -> dict:
-  """Trains (or resumes) the run, then returns the test results of the checkpoint chosen on
-  the validation patients (with `selected_step`)."""
-  trainer.train_and_evaluate(config, workdir)
-  selection = model_selection.select_and_test(config, workdir)
-  return {**selection["test"], "selected_step": selection["best_step"]}
-
-
 def main(argv):
   del argv
   common.start()
@@ -89,7 +80,7 @@ def main(argv):
     _METHODS.value,
     [int(n) for n in _LABELLED.value],
     range(_SEEDS.value),
-    run=train_and_select,
+    run=model_selection.train_and_select,
     labels=LABELS,
   )
   print(study["markdown"])

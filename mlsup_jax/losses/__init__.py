@@ -71,6 +71,13 @@ LOSSES = Registry(
       f"{_PARTIAL}:marginal_cross_entropy", ("logits",), ("label", "known")
     ),
     "exclusion_dice": LossTerm(f"{_PARTIAL}:exclusion_dice", ("logits",), ("label",)),
+    # LTUDA's prototype heads (ProtoSeg's pixel–prototype terms).
+    "prototype_contrast": LossTerm(
+      "mlsup_jax.losses.prototypes:prototype_contrast", ("pixel_logits", "pixel_target")
+    ),
+    "prototype_distance": LossTerm(
+      "mlsup_jax.losses.prototypes:prototype_distance", ("pixel_logits", "pixel_target")
+    ),
   },
 )
 

@@ -39,6 +39,11 @@ def _known(batch: dict, num_organs: int) -> jax.Array:
 def partial_bce(*, outputs: dict, batch: dict):
   """Per-sample masked BCE of sigmoid organ channels (module docstring).
 
+  `known` may also be per pixel, `[B, *S, O]`: after cross-set region mixing a sample's pixels
+  come from two sub-datasets. Then a channel's BCE is averaged over its known pixels, and a
+  (sample, organ) pair counts when any of its pixels is known — for per-sample flags this is the
+  same loss.
+
   Example:
     >>> import jax.numpy as jnp
     >>> from mlsup_jax.losses.partial_labels import partial_bce
@@ -50,21 +55,30 @@ def partial_bce(*, outputs: dict, batch: dict):
 
   Args:
     outputs: `logits: [B, *S, O]`.
-    batch: `label: [B, *S]` (0 = unannotated, o + 1 = organ o), `known: [B, O]`.
+    batch: `label: [B, *S]` (0 = unannotated, o + 1 = organ o), `known: [B, O]` or
+      `[B, *S, O]`.
 
   Returns:
-    `(loss, {"known_fraction": known channels / all})`.
+    `(loss, {"known_fraction": known (sample, organ) pairs / all})`.
   """
   logits = outputs["logits"].astype(jnp.float32)
   num_organs = logits.shape[-1]
-  known = _known(batch, num_organs)
+  known = jnp.asarray(batch["known"]).astype(bool)
+  if known.shape == logits.shape:
+    pixel_known = known.astype(jnp.float32)
+  else:
+    known = _known(batch, num_organs)
+    pixel_known = known.reshape(known.shape[0], *(1,) * (logits.ndim - 2), num_organs)
+    pixel_known = jnp.broadcast_to(pixel_known, logits.shape).astype(jnp.float32)
   target = jax.nn.one_hot(batch["label"] - 1, num_organs, dtype=jnp.float32)  # 0 → all zeros
   per_pixel = jnp.maximum(logits, 0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits)))
   spatial = tuple(range(1, logits.ndim - 1))
-  per_channel = jnp.mean(per_pixel, axis=spatial)  # [B, O]
-  count = jnp.sum(known)
-  loss = jnp.sum(jnp.where(known, per_channel, 0.0)) / jnp.maximum(count, 1)
-  return loss, {"known_fraction": count / known.size}
+  count = jnp.sum(pixel_known, axis=spatial)  # [B, O]
+  per_channel = jnp.sum(per_pixel * pixel_known, axis=spatial) / jnp.maximum(count, 1.0)
+  channel_known = count > 0
+  pairs = jnp.sum(channel_known)
+  loss = jnp.sum(jnp.where(channel_known, per_channel, 0.0)) / jnp.maximum(pairs, 1)
+  return loss, {"known_fraction": pairs / channel_known.size}
 
 
 def marginal_cross_entropy(*, outputs: dict, batch: dict):

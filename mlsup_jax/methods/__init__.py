@@ -19,6 +19,7 @@ METHODS = Registry(
     "pint": "mlsup_jax.methods.pint:PintMethod",
     "semi_supervised": "mlsup_jax.methods.semi_supervised:SemiSupervisedMethod",
     "morse": "mlsup_jax.methods.morse:MorseMethod",
+    "ltuda": "mlsup_jax.methods.ltuda:LtudaMethod",
     "image_classifier": "mlsup_jax.methods.image_classifier:ImageClassifierMethod",
   },
 )

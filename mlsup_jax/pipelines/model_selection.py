@@ -22,7 +22,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from mlsup_jax.core import evaluation
+from mlsup_jax.core import evaluation, trainer
 from mlsup_jax.core.checkpoint import Checkpointer
 
 
@@ -105,3 +105,15 @@ def select_and_test(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "selection.json"), "w") as f:
       json.dump(summary, f, indent=2, sort_keys=True)
   return summary
+
+
+def train_and_select(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (or resumes) the run, then returns the test results of the checkpoint chosen on the
+  validation source, with `selected_step` — a seed grid's `run` (`pipelines/seed_grid.py`).
+
+  Example:
+    python -m launch.semi_supervised uses it for every cell of its grid.
+  """
+  trainer.train_and_evaluate(config, workdir)
+  selection = select_and_test(config, workdir)
+  return {**selection["test"], "selected_step": selection["best_step"]}

@@ -35,6 +35,11 @@ VARIANTS = {
   "reconstruction_detector": ["smoke,network=vae"],
   "tend": ["smoke,dataset=ivc_filter"],
   "segmentation": ["smoke,3d"],
+  "ltuda": [
+    *(f"smoke,method={m}" for m in ("ltuda_cda", "naive", "marginal", "full")),
+    "smoke,mixing=carvemix",
+    "smoke,3d",
+  ],
 }
 
 

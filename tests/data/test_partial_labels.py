@@ -27,7 +27,7 @@ MAP = {0: 0, 10: 1, 20: 2}
 
 
 def test_unknown_organs_are_erased_and_known_is_carried():
-  spleen_only = PartialLabelSource(_Volumes(), ("liver", "spleen"), ("spleen",), MAP, name="s")
+  spleen_only = PartialLabelSource(_Volumes(), ("liver", "spleen"), ("spleen",), MAP, title="s")
   example = spleen_only[0]
   assert example["label"].tolist() == [[0, 0], [2, 2]]
   assert example["known"].tolist() == [False, True]
@@ -71,13 +71,13 @@ def test_bad_input_is_one_clear_error():
 def test_check_sub_datasets_warns_about_never_annotated_organs():
   organs = ("liver", "spleen", "kidney")
   subs = [
-    PartialLabelSource(_Volumes(), organs, ("liver",), MAP, name="a"),
-    PartialLabelSource(_Volumes(), organs, ("spleen",), MAP, name="b"),
+    PartialLabelSource(_Volumes(), organs, ("liver",), MAP, title="a"),
+    PartialLabelSource(_Volumes(), organs, ("spleen",), MAP, title="b"),
   ]
   with pytest.warns(UserWarning, match=r"\['kidney'\]"):
     check_sub_datasets(subs)
   with pytest.raises(ValueError, match="No partially"):
     check_sub_datasets([])
-  other = PartialLabelSource(_Volumes(), ("liver", "spleen"), ("liver",), MAP, name="c")
+  other = PartialLabelSource(_Volumes(), ("liver", "spleen"), ("liver",), MAP, title="c")
   with pytest.raises(ValueError, match="has organs"):
     check_sub_datasets([subs[0], other])

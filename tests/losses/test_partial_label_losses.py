@@ -33,6 +33,23 @@ def test_partial_bce_all_unknown_is_zero_with_finite_gradients():
   assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).sum()) == 0.0
 
 
+def test_partial_bce_per_pixel_known_equals_per_sample_flags_and_masks_pixels():
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(rng.normal(size=(2, 4, 4, 3)).astype(np.float32))
+  label = jnp.asarray(rng.integers(0, 4, (2, 4, 4)))
+  known = jnp.array([[True, False, True], [False, False, True]])
+  per_sample, _ = partial_bce(outputs={"logits": logits}, batch={"label": label, "known": known})
+  pixels = jnp.broadcast_to(known[:, None, None, :], logits.shape)
+  per_pixel, _ = partial_bce(outputs={"logits": logits}, batch={"label": label, "known": pixels})
+  assert float(per_pixel) == pytest.approx(float(per_sample), rel=1e-6)
+  # A mixed sample: organ 0 known on the left half only — the right half does not count.
+  half = pixels.at[0, :, 2:, 0].set(False)
+  changed = logits.at[0, :, 2:, 0].add(100.0)
+  a, _ = partial_bce(outputs={"logits": logits}, batch={"label": label, "known": half})
+  b, _ = partial_bce(outputs={"logits": changed}, batch={"label": label, "known": half})
+  assert float(a) == pytest.approx(float(b), rel=1e-6)
+
+
 def test_marginal_cross_entropy_is_plain_ce_when_everything_is_known():
   rng = np.random.default_rng(0)
   logits = jnp.asarray(rng.normal(size=(2, 4, 4, 3)).astype(np.float32))

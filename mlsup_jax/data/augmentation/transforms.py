@@ -1,4 +1,5 @@
-"""Grain transforms: normalisation, channel replication, dihedral ops, crops, intensity jitter.
+"""Grain transforms: normalisation, channel replication, dihedral ops, rotation and scaling, crops,
+intensity jitter.
 
 Random transforms are `grain.transforms.RandomMap`s: grain seeds each example's generator from
 the pipeline seed and the example's index, so augmentation is reproducible and a resumed run
@@ -12,6 +13,7 @@ import dataclasses
 
 import grain
 import numpy as np
+from scipy import ndimage
 
 from mlsup_jax.data.augmentation.distortions import TendDistortion, UnseenTransform
 from mlsup_jax.registry import Registry
@@ -91,6 +93,63 @@ class RandomDihedral(grain.transforms.RandomMap):
 
 
 @dataclasses.dataclass(frozen=True)
+class RandomRotateScale(grain.transforms.RandomMap):
+  """In-plane rotation and isotropic scaling about the centre (LTUDA's weak view).
+
+  With probability 0.5 each (the LTUDA code's rule): a rotation by an angle uniform in
+  `[−max_degrees, max_degrees]` and a zoom by a factor uniform in `[1 − max_scale_change,
+  1 + max_scale_change]` (> 1 enlarges). Arrays whose key starts with `image` are interpolated
+  linearly and padded with their minimum; the others (labels, masks) take the nearest value and
+  are padded with 0. In 3-D the plane of `axes` moves (default the last two: the phantoms' `(z, y,
+  x)`; NIfTI volumes stored `(x, y, z)` want `(0, 1)`), every slice alike. Unlike the
+  authors' loader, which zooms in only along the diagonal (the crop's row and column offsets are
+  one draw), the zoom is about the image centre.
+  """
+
+  max_degrees: float = 30.0
+  max_scale_change: float = 0.25
+  spatial_dims: int = 2
+  axes: tuple[int, int] = (-2, -1)
+
+  def random_map(self, example, rng: np.random.Generator):
+    angle = np.deg2rad(rng.uniform(-self.max_degrees, self.max_degrees))
+    scale = rng.uniform(1.0 - self.max_scale_change, 1.0 + self.max_scale_change)
+    rotate, zoom = rng.uniform() < 0.5, rng.uniform() < 0.5
+    if not rotate and not zoom:
+      return example
+    angle = angle if rotate else 0.0
+    scale = scale if zoom else 1.0
+    # Output → input map of the in-plane axes: rotate by −angle and shrink by the zoom.
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    matrix = np.eye(self.spatial_dims)
+    a, b = (axis % self.spatial_dims for axis in self.axes)
+    matrix[np.ix_([a, b], [a, b])] = [[cos, -sin], [sin, cos]]
+    out = dict(example)
+    for key in _spatial_keys(example, self.spatial_dims):
+      x = np.asarray(example[key])
+      centre = (np.asarray(x.shape[: self.spatial_dims], np.float64) - 1.0) / 2.0
+      offset = centre - matrix @ centre
+      image_like = key.startswith("image")
+      channels = x.reshape(*x.shape[: self.spatial_dims], -1)
+      moved = np.stack(
+        [
+          ndimage.affine_transform(
+            channels[..., c],
+            matrix,
+            offset=offset,
+            order=1 if image_like else 0,
+            mode="constant",
+            cval=float(channels[..., c].min()) if image_like else 0.0,
+          )
+          for c in range(channels.shape[-1])
+        ],
+        axis=-1,
+      )
+      out[key] = moved.reshape(x.shape).astype(x.dtype)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
 class RandomBrightness(grain.transforms.RandomMap):
   """Multiplies the image by a factor in `[1 − delta, 1 + delta]` (torchvision's ColorJitter)."""
 
@@ -141,6 +200,12 @@ TRANSFORMS = Registry(
     "ct_window": lambda c: CtWindow(level=c.window_level, width=c.window_width),
     "replicate_channels": lambda c: ReplicateChannels(copies=c.in_channels),
     "random_dihedral": lambda c: RandomDihedral(spatial_dims=c.spatial_dims),
+    "random_rotate_scale": lambda c: RandomRotateScale(
+      max_degrees=c.get("rotate_degrees", 30.0),
+      max_scale_change=c.get("scale_change", 0.25),
+      spatial_dims=c.spatial_dims,
+      axes=tuple(c.get("rotate_axes", (-2, -1))),
+    ),
     "random_brightness": lambda c: RandomBrightness(delta=c.brightness_delta),
     "random_noise": lambda c: RandomGaussianNoise(std=c.noise_std),
     "random_crop": lambda c: RandomCrop(size=c.crop_size, spatial_dims=c.spatial_dims),

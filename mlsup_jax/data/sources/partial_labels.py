@@ -47,7 +47,7 @@ class PartialLabelSource:
     known: the organs this sub-dataset annotates (a subset of `organs`; may be empty).
     class_map: base label value → organ number in 0 … O (default: the identity on 0 … O).
     indices: the base examples in this sub-dataset (default: all).
-    name: a name for messages.
+    title: the sub-dataset's name in messages (`name` is the source registry's key).
 
   Raises:
     ValueError: an unknown organ in `known`, a map target outside 0 … O, duplicate organs, or no
@@ -61,24 +61,24 @@ class PartialLabelSource:
     known: Sequence[str],
     class_map: Mapping[int, int] | None = None,
     indices: Sequence[int] | None = None,
-    name: str = "sub-dataset",
+    title: str = "sub-dataset",
   ):
     self.base = as_source(base)
     self.organs = tuple(organs)
-    self.name = name
+    self.name = title
     if len(set(self.organs)) != len(self.organs) or not self.organs:
       raise ValueError(f"organs must be distinct names, got {self.organs}.")
     unknown = sorted(set(known) - set(self.organs))
     if unknown:
       raise ValueError(
-        f"{name}: known organ(s) {unknown} are not in the class map's organs {self.organs}."
+        f"{title}: known organ(s) {unknown} are not in the class map's organs {self.organs}."
       )
     self.known = np.asarray([o in set(known) for o in self.organs], bool)
     num = len(self.organs)
     mapping = {v: v for v in range(num + 1)} if class_map is None else dict(class_map)
     bad = {k: v for k, v in mapping.items() if not 0 <= int(v) <= num or int(k) < 0}
     if bad:
-      raise ValueError(f"{name}: class_map entries {bad} must map values ≥ 0 to 0 … {num}.")
+      raise ValueError(f"{title}: class_map entries {bad} must map values ≥ 0 to 0 … {num}.")
     size = max(int(k) for k in mapping) + 1
     self.table = np.full(size, -1, np.int64)
     for value, organ in mapping.items():
@@ -88,9 +88,9 @@ class PartialLabelSource:
     self.keep = keep.astype(np.int64)
     self.indices = np.arange(len(self.base)) if indices is None else np.asarray(indices, np.int64)
     if not len(self.indices):
-      raise ValueError(f"{name}: no examples (indices is empty).")
+      raise ValueError(f"{title}: no examples (indices is empty).")
     if self.indices.min() < 0 or self.indices.max() >= len(self.base):
-      raise ValueError(f"{name}: indices must be in [0, {len(self.base)}).")
+      raise ValueError(f"{title}: indices must be in [0, {len(self.base)}).")
     if hasattr(self.base, "case_ids"):
       self.case_ids = [self.base.case_ids[i] for i in self.indices]
 
