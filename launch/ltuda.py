@@ -21,8 +21,8 @@ from mlsup_jax.pipelines import model_selection, seed_grid
 METHODS = {
   "naive (unknown = background)": "method=naive",
   "marginal + exclusion (Shi et al.)": "method=marginal",
-  "LTUDA stage 1 (CDA, CutMix)": "method=ltuda_cda",
-  "LTUDA (CDA + PDA, CutMix)": "method=ltuda",
+  "LTUDA stage 1 (CDA, CutMix)": "method=ltuda_cda,mixing=cutmix",
+  "LTUDA (CDA + PDA, CutMix)": "method=ltuda,mixing=cutmix",
   "LTUDA (CDA + PDA, CarveMix)": "method=ltuda,mixing=carvemix",
   "fully labelled (upper bound)": "method=full",
 }
