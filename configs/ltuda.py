@@ -16,7 +16,8 @@ Options after the colon (comma-separated):
   method=ltuda|ltuda_cda|naive|marginal|full  (default ltuda: both stages; ltuda_cda: stage 1
       only; naive: unknown organs as background; marginal: Shi et al.'s marginal + exclusion
       losses; full: every sub-dataset labels every organ — the upper bound);
-  mixing=cutmix|carvemix;  small (48², the learns test's size);  smoke;  3d.
+  mixing=cutmix|carvemix;  small (48²: the study's size);  tiny (32², the learns test's);
+  smoke;  3d.
 
 Your own data: each sub-dataset is a `partial_labels` source over any labelled source, e.g. a
 NIfTI folder whose label maps use other values (`class_map`: value → organ number):
@@ -55,16 +56,17 @@ SUPERVISED_TERMS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "small", "3d"}, values={"method": "ltuda", "mixing": "cutmix"}
+    arg, flags={"smoke", "tiny", "small", "3d"}, values={"method": "ltuda", "mixing": "cutmix"}
   )
   method = values["method"]
   if method not in METHODS:
     raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
   smoke, three_d = "smoke" in flags, "3d" in flags
-  size_name = "smoke" if smoke else "small" if "small" in flags else "default"
+  size_name = "smoke" if smoke else next((f for f in ("tiny", "small") if f in flags), "default")
   # image size, training cases per sub-dataset, val / test cases, CDA / PDA steps, widths, batch
   size, per_set, num_val, num_test, cda, pda, features, batch = {
     "smoke": (32, 2, 2, 2, 4, 2, (8, 16), 1),
+    "tiny": (32, 16, 8, 16, 150, 60, (8, 16, 32), 2),
     "small": (48, 24, 8, 16, 400, 200, (16, 32, 64), 2),
     "default": (64, 48, 16, 32, 800, 400, (16, 32, 64), 2),
   }[size_name]

@@ -21,12 +21,12 @@ from mlsup_jax.pipelines import model_selection, seed_grid
 METHODS = {
   "naive (unknown = background)": "method=naive",
   "marginal + exclusion (Shi et al.)": "method=marginal",
-  "LTUDA stage 1 (CDA, CutMix)": "method=ltuda_cda,mixing=cutmix",
-  "LTUDA (CDA + PDA, CutMix)": "method=ltuda,mixing=cutmix",
-  "LTUDA (CDA + PDA, CarveMix)": "method=ltuda,mixing=carvemix",
+  "LTUDA stage 1: CDA (CutMix)": "method=ltuda_cda,mixing=cutmix",
+  "LTUDA: CDA + PDA (CutMix)": "method=ltuda,mixing=cutmix",
+  "LTUDA: CDA + PDA (CarveMix)": "method=ltuda,mixing=carvemix",
   "fully labelled (upper bound)": "method=full",
 }
-LTUDA = "LTUDA (CDA + PDA, CutMix)"
+LTUDA = "LTUDA: CDA + PDA (CutMix)"
 METRICS = (
   "dice",
   "dice/liver",
@@ -52,14 +52,14 @@ LABELS = {
 ORDERINGS = (
   ("LTUDA > naive", ((LTUDA, "naive (unknown = background)"),)),
   ("LTUDA > marginal + exclusion", ((LTUDA, "marginal + exclusion (Shi et al.)"),)),
-  ("stage 2 > stage 1", ((LTUDA, "LTUDA stage 1 (CDA, CutMix)"),)),
-  ("CarveMix > CutMix", (("LTUDA (CDA + PDA, CarveMix)", LTUDA),)),
+  ("stage 2 > stage 1", ((LTUDA, "LTUDA stage 1: CDA (CutMix)"),)),
+  ("CarveMix > CutMix", (("LTUDA: CDA + PDA (CarveMix)", LTUDA),)),
   ("fully labelled > LTUDA", (("fully labelled (upper bound)", LTUDA),)),
 )
 GRID = seed_grid.Grid("size", METRICS, ORDERINGS)
 
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Training seeds 0 … N−1.")
-_METHODS = flags.DEFINE_list("methods", list(METHODS), "Rows to run.")
+_METHODS = flags.DEFINE_list("methods", list(METHODS), "Rows to run (names without commas).")
 _OPTIONS = flags.DEFINE_string("options", "small", "configs/ltuda.py options besides the row's.")
 
 
