@@ -116,6 +116,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "carvemix_margin": 2,  # pixels of context around a pasted organ
       "prototypes": {"per_class": 5, "momentum": 0.999, "epsilon": 0.05, "iterations": 3},
       "eval_head": "unlabelled_prototypes" if method == "ltuda" else "linear",
+      # Read every training label map once before training: a value the class map does not name
+      # is one clear error then, not a crash mid-run (seconds for a few hundred volumes).
+      "check_labels": True,
     }
   )
 

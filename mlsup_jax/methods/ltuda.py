@@ -156,7 +156,7 @@ class LtudaMethod:
           f"Stream {name or 'main'!r} has organs {source.organs}, but data.class_names[1:] is "
           f"{self.organs}."
         )
-    check_sub_datasets(sources)
+    check_sub_datasets(sources, read_labels=bool(config.ltuda.get("check_labels", True)))
     sizes = {int(config.data.batch_size)} | {
       int(config.data.streams[name].batch_size) for name in self.streams[1:]
     }

@@ -117,16 +117,26 @@ class PartialLabelSource:
     example["known"] = self.known.copy()
     return example
 
+  def check_labels(self) -> None:
+    """Reads every example once: a label value the class map does not name is a `DataError`
+    now, before training, rather than when the example is first drawn."""
+    for index in range(len(self)):
+      self[index]
+
   def __repr__(self) -> str:
     known = [o for o, k in zip(self.organs, self.known, strict=True) if k]
     return f"PartialLabelSource({self.name!r}, known={known}, {len(self)} examples)"
 
 
-def check_sub_datasets(sub_datasets: Sequence[PartialLabelSource]) -> None:
-  """Before training: one organ list for all, no empty one; warn about never-annotated organs.
+def check_sub_datasets(
+  sub_datasets: Sequence[PartialLabelSource], read_labels: bool = False
+) -> None:
+  """Before training: one organ list for all, no empty one; warn about never-annotated organs;
+  with `read_labels`, every label map read once (`PartialLabelSource.check_labels`).
 
   Raises:
     ValueError: no sub-datasets, or sub-datasets with different organ lists.
+    DataError: (with `read_labels`) a label value a class map does not name.
   """
   if not sub_datasets:
     raise ValueError("No partially labelled sub-datasets given.")
@@ -143,3 +153,6 @@ def check_sub_datasets(sub_datasets: Sequence[PartialLabelSource]) -> None:
       f"No sub-dataset annotates {never}: the model never sees a positive label for them.",
       stacklevel=2,
     )
+  if read_labels:
+    for sub in sub_datasets:
+      sub.check_labels()
