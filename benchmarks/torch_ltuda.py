@@ -216,7 +216,7 @@ def benchmark_torch_ltuda(
     torch,
     dev,
     times=times,
-    batch=total,
+    batch=batch,  # per stream, as the JAX leg's `batch_size` (its main stream's batch)
     warmup=warmup,
     iters=iters,
     dtype="float32",
