@@ -53,6 +53,7 @@ DATASETS = Registry(
     "partial_labels": "mlsup_jax.data.sources.partial_labels:PartialLabelSource",
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
     "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
+    "phantom_nuclei": "mlsup_jax.data.phantoms.nuclei:NucleiPhantomSource",
     "phantom_cardiac": "mlsup_jax.data.phantoms.cardiac:CardiacPhantomSource",
     "phantom_radiograph": "mlsup_jax.data.phantoms.radiograph:ChestRadiographPhantomSource",
     "phantom_modality": "mlsup_jax.data.phantoms.modalities:ModalityPhantomSource",
