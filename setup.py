@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
   "numpy>=2.0,<3",
   "scipy>=1.13,<2",
   "scikit-learn>=1.5,<2",
+  "scikit-image>=0.24,<1",  # classical nuclei splitting and its watershed baseline (nuclei/)
   "threadpoolctl>=3.5",  # one BLAS thread for small eigh calls (ot/label_costs.py)
   "ott-jax>=0.6,<0.7",
   "tensorflow-datasets>=4.9.8,<5",
