@@ -147,7 +147,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       },
       # ACTION's two distillation pretraining stages, each this long (the authors: 30 k
       # iterations each before 30 k of fine-tuning; `pretrain`: half the fine-tuning length).
-      # Off by default: on the phantom they have not yet been shown to help (see
+      # Off by default: on the phantom they help on 2 of 3 seeds at twice the steps (see
       # docs/results/semi_supervised.md).
       "pretrain_steps": (steps // 2) if "pretrain" in flags else 0,
       "distill": {
