@@ -47,3 +47,19 @@ def test_beats_the_watershed_on_f1_and_aji_over_clumped_regions():
   baseline = [evaluate_field(c, watershed_nuclei(c["image"])) for c in source]
   for metric in ("clumped/f1", "clumped/aji"):
     assert np.mean([r[metric] for r in ours]) > np.mean([r[metric] for r in baseline]), metric
+
+
+def test_a_single_huge_clump_is_split_and_nothing_is_lost():
+  """One clump of 16 overlapping discs filling the field: every foreground pixel keeps a label
+  and the clump is cut into several nuclei (the recursion is bounded by depth and area)."""
+  rng = np.random.default_rng(0)
+  yy, xx = np.mgrid[:160, :160]
+  mask = np.zeros((160, 160), bool)
+  for cy, cx in rng.uniform(50, 110, (16, 2)):
+    mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 14**2
+  labels = split_nuclei(mask.astype(np.float32), nucleus_radius=14)
+  assert labels.max() >= 3
+  np.testing.assert_array_equal(
+    labels > 0, split_nuclei(mask.astype(np.float32), nucleus_radius=14) > 0
+  )
+  assert (labels > 0).sum() >= 0.97 * mask.sum()
