@@ -4,6 +4,7 @@ The test session forces 8 fake CPU devices (tests/conftest.py), which would shar
 ways on 2 cores (about twice as slow); the subprocess runs exactly as README's commands do.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -23,3 +24,13 @@ def run_launch_train(*args: str) -> subprocess.CompletedProcess:
   """`python -m launch.train <args>` from the repository root on one device."""
   command = [sys.executable, "-m", "launch.train", *args]
   return subprocess.run(command, cwd=REPO, env=one_device_env(), capture_output=True, text=True)
+
+
+def train_and_results(tmp_path, config_file: str, options: str) -> dict:
+  """`launch.train --config=configs/<config_file>:<options>` in its own folder under `tmp_path`
+  (asserting it succeeds) → its `eval_results.json`."""
+  workdir = os.path.join(tmp_path, options.replace(",", "_").replace("=", "-"))
+  done = run_launch_train(f"--config=configs/{config_file}:{options}", f"--workdir={workdir}")
+  assert done.returncode == 0, done.stderr[-4000:]
+  with open(os.path.join(workdir, "eval_results.json")) as f:
+    return json.load(f)

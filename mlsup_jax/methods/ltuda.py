@@ -54,6 +54,8 @@ on its test list); AdamW with the library's schedule for every kind (the code's 
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -156,7 +158,11 @@ class LtudaMethod:
           f"Stream {name or 'main'!r} has organs {source.organs}, but data.class_names[1:] is "
           f"{self.organs}."
         )
-    check_sub_datasets(sources, read_labels=bool(config.ltuda.get("check_labels", True)))
+    check_sub_datasets(
+      sources,
+      read_labels=bool(config.ltuda.get("check_labels", True)),
+      keys=[json.dumps(section.to_dict(), sort_keys=True, default=str) for section in sections],
+    )
     sizes = {int(config.data.batch_size)} | {
       int(config.data.streams[name].batch_size) for name in self.streams[1:]
     }
@@ -272,27 +278,39 @@ class LtudaMethod:
     state = state.apply_gradients(grads=grads, optimizer=self.optimizer)
     return state, {**metrics, "loss": loss}
 
+  def _targets(self, state: TrainState, batch: dict, rng: jax.Array):
+    """The concatenated batch, its pseudo-labels and the mixed strong views (no gradient)."""
+    data = self.concatenated(batch)
+    pseudo = self.pseudo_labels(state, data)
+    return data, pseudo, self.strong_views(rng, data, pseudo)
+
+  def _cda_loss(self, params, data: dict, views: list[dict], metrics: dict, strong_partial: bool):
+    """CDA's terms: the weak view's partial labels, each mixed view's pseudo-label (and, with
+    `strong_partial`, its mixed partial label). Returns `(loss, student outputs on the views)`."""
+    count = data["image"].shape[0]
+    images = jnp.concatenate([data["image"], *(v["image"] for v in views)])
+    outputs = self.forward(params, images)
+    logits = outputs["logits"]
+    loss = self._role("supervised", {"logits": logits[:count]}, data, metrics, "weak/")
+    all_known = jnp.ones((count, self.num_organs), bool)
+    for i, view in enumerate(views):
+      view_logits = {"logits": logits[(i + 1) * count : (i + 2) * count]}
+      target = {"label": view["pseudo"], "known": all_known}
+      loss = loss + self._role("pseudo", view_logits, target, metrics, f"strong{i}/")
+      if strong_partial:
+        partial = {"label": view["label"], "known": view["known"]}
+        loss = loss + self._role("pseudo", view_logits, partial, metrics, f"strong{i}/partial/")
+    return loss, jax.tree.map(lambda x: x[count:], outputs)
+
   def cda_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """Stage 1 (or the baselines' only stage)."""
-    data = self.concatenated(batch)
     if not self.ltuda:
-      return self._supervised_only(state, data)
-    pseudo = self.pseudo_labels(state, data)
-    views = self.strong_views(rng, data, pseudo)
-    all_known = jnp.ones((pseudo.shape[0], self.num_organs), bool)
-    count = data["image"].shape[0]
+      return self._supervised_only(state, self.concatenated(batch))
+    data, pseudo, views = self._targets(state, batch, rng)
 
     def loss_fn(params):
       metrics = {}
-      images = jnp.concatenate([data["image"], *(v["image"] for v in views)])
-      logits = self.forward(params, images)["logits"]
-      loss = self._role("supervised", {"logits": logits[:count]}, data, metrics, "weak/")
-      for i, view in enumerate(views):
-        view_logits = {"logits": logits[(i + 1) * count : (i + 2) * count]}
-        target = {"label": view["pseudo"], "known": all_known}
-        loss = loss + self._role("pseudo", view_logits, target, metrics, f"strong{i}/")
-        partial = {"label": view["label"], "known": view["known"]}
-        loss = loss + self._role("pseudo", view_logits, partial, metrics, f"strong{i}/partial/")
+      loss, _ = self._cda_loss(params, data, views, metrics, strong_partial=True)
       return loss, metrics
 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -302,27 +320,15 @@ class LtudaMethod:
 
   def pda_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """Stage 2: CDA + prototype-based distribution alignment."""
-    data = self.concatenated(batch)
-    pseudo = self.pseudo_labels(state, data)
-    views = self.strong_views(rng, data, pseudo)
-    all_known = jnp.ones((pseudo.shape[0], self.num_organs), bool)
-    count = data["image"].shape[0]
+    data, pseudo, views = self._targets(state, batch, rng)
     cfg = self.config.ltuda.prototypes
     prototypes = state.extra["prototypes"]
+    pseudo_all = jnp.concatenate([v["pseudo"] for v in views])
 
     def loss_fn(params):
       metrics = {}
-      images = jnp.concatenate([data["image"], *(v["image"] for v in views)])
-      outputs = self.forward(params, images)
-      logits = outputs["logits"]
-      loss = self._role("supervised", {"logits": logits[:count]}, data, metrics, "weak/")
-      strong = slice(count, None)
-      embedding = outputs["embedding"][strong]
-      pseudo_all = jnp.concatenate([v["pseudo"] for v in views])
-      for i in range(len(views)):
-        view_logits = {"logits": logits[(i + 1) * count : (i + 2) * count]}
-        target = {"label": views[i]["pseudo"], "known": all_known}
-        loss = loss + self._role("pseudo", view_logits, target, metrics, f"strong{i}/")
+      loss, strong = self._cda_loss(params, data, views, metrics, strong_partial=False)
+      embedding = strong["embedding"]
       new_prototypes = {}
       for name in PROTOTYPE_SETS:
         head = self.head.apply({"params": params["head"]}, embedding, prototypes[name])

@@ -112,8 +112,8 @@ def cutmix_boxes(rng: jax.Array, batch: int, spatial, low: float, high: float) -
   return inside.astype(jnp.float32)
 
 
-def mix(x: jax.Array, box: jax.Array, shift: int = 1) -> jax.Array:
-  """`x [B, *S, …]` with the inside of `box [B, *S]` taken from image `i + shift mod B`."""
-  other = jnp.roll(x, -shift, axis=0)
+def mix(x: jax.Array, box: jax.Array) -> jax.Array:
+  """`x [B, *S, …]` with the inside of `box [B, *S]` taken from the next image (i + 1 mod B)."""
+  other = jnp.roll(x, -1, axis=0)
   box = box.reshape(box.shape + (1,) * (x.ndim - box.ndim))
   return box * other + (1.0 - box) * x

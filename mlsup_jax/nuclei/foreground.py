@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import filters
 
-__all__ = ["NucleusSize", "clump_ids", "foreground_mask", "nuclear_channel", "nucleus_size"]
+__all__ = ["NucleusSize", "foreground_mask", "nuclear_channel", "nucleus_size"]
 
 
 def nuclear_channel(image, channel: int | None = 2) -> np.ndarray:
@@ -100,10 +100,6 @@ class NucleusSize:
   def radius(self) -> float:
     return float(np.sqrt(self.area / np.pi))
 
-  def scale(self, reference_radius: float) -> float:
-    """This radius over `reference_radius` (the radius the code's pixel constants assume)."""
-    return self.radius / reference_radius
-
 
 def nucleus_size(mask: np.ndarray, radius: float | None = None) -> NucleusSize:
   """The nucleus size: from `radius` when given, else the median foreground component area.
@@ -119,9 +115,3 @@ def nucleus_size(mask: np.ndarray, radius: float | None = None) -> NucleusSize:
   if count == 0:
     raise ValueError("No foreground to estimate the nucleus size from; pass the radius.")
   return NucleusSize(float(np.median(np.bincount(labels.ravel())[1:])))
-
-
-def clump_ids(labels: np.ndarray, size: NucleusSize, factor: float = 1.5) -> np.ndarray:
-  """Ids of the components of `labels` whose area is ≥ `factor` × the nucleus area."""
-  areas = np.bincount(labels.ravel())
-  return np.nonzero(areas[1:] >= factor * size.area)[0] + 1

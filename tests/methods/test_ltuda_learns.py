@@ -9,19 +9,12 @@ The other every-seed orderings there (CarveMix > CutMix, fully labelled > LTUDA)
 more runs and are left to the study, for the CI budget.
 """
 
-import json
-import os
-
 import pytest
-from one_device_run import run_launch_train
+from one_device_run import train_and_results
 
 
 def _train(tmp_path, options: str) -> dict:
-  workdir = os.path.join(tmp_path, options.replace(",", "_").replace("=", "-"))
-  done = run_launch_train(f"--config=configs/ltuda.py:{options}", f"--workdir={workdir}")
-  assert done.returncode == 0, done.stderr[-4000:]
-  with open(os.path.join(workdir, "eval_results.json")) as f:
-    return json.load(f)
+  return train_and_results(tmp_path, "ltuda.py", options)
 
 
 @pytest.mark.slow

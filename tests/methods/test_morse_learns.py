@@ -7,19 +7,12 @@ asserted holds on every seed of the 3-seed study on docs/results/morse.md (the o
 are not asserted).
 """
 
-import json
-import os
-
 import pytest
-from one_device_run import run_launch_train
+from one_device_run import train_and_results
 
 
 def _train(tmp_path, options: str) -> dict:
-  workdir = os.path.join(tmp_path, options.replace(",", "_").replace("=", "-"))
-  done = run_launch_train(f"--config=configs/morse.py:{options}", f"--workdir={workdir}")
-  assert done.returncode == 0, done.stderr[-4000:]
-  with open(os.path.join(workdir, "eval_results.json")) as f:
-    return json.load(f)
+  return train_and_results(tmp_path, "morse.py", options)
 
 
 @pytest.mark.slow

@@ -128,11 +128,19 @@ class PartialLabelSource:
     return f"PartialLabelSource({self.name!r}, known={known}, {len(self)} examples)"
 
 
+# Keys of the sub-datasets whose label maps this process has read: a method is built again for
+# every checkpoint evaluation, and a real dataset's labels need reading only once.
+_LABELS_READ: set[str] = set()
+
+
 def check_sub_datasets(
-  sub_datasets: Sequence[PartialLabelSource], read_labels: bool = False
+  sub_datasets: Sequence[PartialLabelSource],
+  read_labels: bool = False,
+  keys: Sequence[str] | None = None,
 ) -> None:
   """Before training: one organ list for all, no empty one; warn about never-annotated organs;
-  with `read_labels`, every label map read once (`PartialLabelSource.check_labels`).
+  with `read_labels`, every label map read once (`PartialLabelSource.check_labels`) — once per
+  process for each of `keys` (e.g. the sub-datasets' config sections as JSON) when given.
 
   Raises:
     ValueError: no sub-datasets, or sub-datasets with different organ lists.
@@ -154,5 +162,9 @@ def check_sub_datasets(
       stacklevel=2,
     )
   if read_labels:
-    for sub in sub_datasets:
-      sub.check_labels()
+    keys = [None] * len(sub_datasets) if keys is None else list(keys)
+    for sub, key in zip(sub_datasets, keys, strict=True):
+      if key is None or key not in _LABELS_READ:
+        sub.check_labels()
+        if key is not None:
+          _LABELS_READ.add(key)
