@@ -12,7 +12,7 @@ from (`harness.stage_state`). The results key is the config name, then `stage=<n
 Writes `<out>/<device_kind>_x<count>.json` (see `benchmarks/report.py`), regenerates
 `<out>/RESULTS.md` and prints its table. Legs: `jit` (always), `pmap` (`--pmap`), `torch`
 (`--torch`: the independent PyTorch SCU-Net, MaxQuery/kMaX, U-Net, the TEND / CVAD stages, the
-MCPM / MW-Net meta step, the ACTION++ step, U-Net + MORSE and the LTUDA step of
+MCPM / MW-Net meta step, the ACTION++ step, U-Net + MORSE, the LTUDA step and the PMS step of
 `benchmarks/torch_*.py`;
 skipped for other models and when PyTorch is not installed: `pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
@@ -33,6 +33,7 @@ from benchmarks import (
   torch_ltuda,
   torch_mcpm,
   torch_morse,
+  torch_pms,
   torch_scunet,
   torch_semi_supervised,
 )
@@ -75,6 +76,8 @@ TORCH_BENCHMARKS = {
   "morse": torch_morse.benchmark_torch_morse,  # U-Net + MORSE
   "ltuda/cda": functools.partial(torch_ltuda.benchmark_torch_ltuda, stage="cda"),
   "ltuda/cda_pda": functools.partial(torch_ltuda.benchmark_torch_ltuda, stage="cda_pda"),
+  "pms/warmup": functools.partial(torch_pms.benchmark_torch_pms, stage="warmup"),
+  "pms/pms": functools.partial(torch_pms.benchmark_torch_pms, stage="pms"),
 }
 
 

@@ -33,6 +33,8 @@ from mlsup_jax.registry import Registry
 _SEG = "mlsup_jax.losses.segmentation"
 _ANOMALY = "mlsup_jax.losses.anomaly"
 _PARTIAL = "mlsup_jax.losses.partial_labels"
+_RETRIEVAL = "mlsup_jax.losses.retrieval"
+_METRIC = "mlsup_jax.losses.metric_learning"
 
 # Term name → `LossTerm(function, outputs it reads, batch keys it reads)`.
 LOSSES = Registry(
@@ -77,6 +79,24 @@ LOSSES = Registry(
     ),
     "prototype_distance": LossTerm(
       "mlsup_jax.losses.prototypes:prototype_distance", ("pixel_logits", "pixel_target")
+    ),
+    # Retrieval on one image embedding: OSCARS and the metric-learning baselines.
+    "oscars_quadruplet": LossTerm(
+      f"{_METRIC}:oscars_quadruplet", ("image_embedding", "sample_key"), ("class_id", "bin")
+    ),
+    "triplet": LossTerm(f"{_METRIC}:triplet", ("image_embedding", "sample_key"), ("class_id",)),
+    "supcon": LossTerm(f"{_METRIC}:supcon", ("image_embedding",), ("class_id",)),
+    "multi_similarity": LossTerm(
+      f"{_METRIC}:multi_similarity", ("image_embedding",), ("class_id",)
+    ),
+    "circle": LossTerm(f"{_METRIC}:circle", ("image_embedding",), ("class_id",)),
+    "fastap": LossTerm(f"{_METRIC}:fastap", ("image_embedding",), ("class_id",)),
+    # PMS retrieval (one embedding and one logit per finding; proxies voted from a memory bank).
+    "multilabel_bce": LossTerm(f"{_RETRIEVAL}:multilabel_bce", ("finding_logits",), ("labels",)),
+    "pms_proxy": LossTerm(
+      f"{_RETRIEVAL}:pms_proxy",
+      ("finding_embeddings", "proxies", "has_proxy", "prevalence"),
+      ("labels",),
     ),
   },
 )

@@ -21,5 +21,6 @@ METHODS = Registry(
     "morse": "mlsup_jax.methods.morse:MorseMethod",
     "ltuda": "mlsup_jax.methods.ltuda:LtudaMethod",
     "image_classifier": "mlsup_jax.methods.image_classifier:ImageClassifierMethod",
+    "pms": "mlsup_jax.methods.pms:PmsMethod",
   },
 )

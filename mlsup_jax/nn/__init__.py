@@ -28,6 +28,8 @@ MODELS = Registry(
     "discriminator": "mlsup_jax.nn.cvae:Discriminator",
     "cnn_classifier": "mlsup_jax.nn.classifier:SmallCNNClassifier",
     "morse": "mlsup_jax.nn.morse:Morse",
+    "resnet": "mlsup_jax.nn.resnet:ResNet",
+    "class_wise_embedder": "mlsup_jax.nn.retrieval_heads:ClassWiseEmbedder",
   },
 )
 

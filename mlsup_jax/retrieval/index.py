@@ -20,7 +20,8 @@ import numpy as np
 
 __all__ = ["exact_top_k"]
 
-SIMILARITIES = ("cosine", "dot")
+# "weighted_l1": minus PMS's dissimilarity Σ_c w_qc |q_c − t_c| (thesis eq. 6.5; `query_weights`).
+SIMILARITIES = ("cosine", "dot", "weighted_l1")
 
 
 def _check(name: str, x: np.ndarray) -> None:
@@ -35,14 +36,18 @@ def _unit(x: jax.Array) -> jax.Array:
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "cosine"))
+@functools.partial(jax.jit, static_argnames=("k", "similarity"))
 def _merge_block(
-  best_scores, best_index, queries, block, offset, total, excluded, k: int, cosine: bool
-):
+  best_scores, best_index, queries, weights, block, offset, total, excluded, k: int,
+  similarity: str,
+):  # fmt: skip
   """Scores of one block, masked where excluded or padded, merged into the running top k."""
-  if cosine:
-    block = _unit(block)
-  scores = queries @ block.T  # [Q, B]
+  if similarity == "weighted_l1":
+    # [Q, B] without a [Q, B, D] intermediate per element beyond one block.
+    scores = -jnp.einsum("qbd,qd->qb", jnp.abs(queries[:, None, :] - block[None]), weights)
+  else:
+    block = _unit(block) if similarity == "cosine" else block
+    scores = queries @ block.T  # [Q, B]
   index = offset + jnp.arange(block.shape[0], dtype=jnp.int32)
   valid = (index[None, :] != excluded[:, None]) & (index[None, :] < total)  # padding: ≥ total
   scores = jnp.where(valid, scores, -jnp.inf)
@@ -61,6 +66,7 @@ def exact_top_k(
   block_size: int = 65536,
   similarity: str = "cosine",
   exclude=None,
+  query_weights=None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """The `k` most similar database rows of every query.
 
@@ -77,7 +83,9 @@ def exact_top_k(
     database: `[N, D]` embeddings (host memory; moved to the device block by block).
     k: results per query, ≤ N (minus one with `exclude`).
     block_size: database rows per device block.
-    similarity: "cosine" or "dot".
+    similarity: "cosine", "dot", or "weighted_l1" (score = −Σ_d w_qd |q_d − t_d|, PMS's
+      multi-class similarity; `query_weights` default to ones — PMS unweighted). Its
+      [Q, block, D] intermediate is what `block_size` bounds.
     exclude: optional `[Q]` database index to leave out per query (the query itself when the
       queries are part of the database; −1 for none).
 
@@ -92,6 +100,14 @@ def exact_top_k(
     raise ValueError(f"queries are {queries.shape[1]}-d but the database is {database.shape[1]}-d.")
   if similarity not in SIMILARITIES:
     raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}.")
+  weights = (
+    np.ones_like(queries) if query_weights is None else np.asarray(query_weights, np.float32)
+  )
+  if weights.shape != queries.shape:
+    raise ValueError(f"query_weights must be {queries.shape}, got {weights.shape}.")
+  if similarity != "weighted_l1" and query_weights is not None:
+    raise ValueError("query_weights only apply to similarity='weighted_l1'.")
+  _check("query_weights", weights)
   excluded = (
     np.full(len(queries), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
   )
@@ -103,9 +119,9 @@ def exact_top_k(
   if int(block_size) < 1:
     raise ValueError(f"block_size must be ≥ 1, got {block_size}.")
   k, block_size = int(k), min(int(block_size), len(database))
-  cosine = similarity == "cosine"
   q = jnp.asarray(queries)
-  q = _unit(q) if cosine else q
+  q = _unit(q) if similarity == "cosine" else q
+  w = jnp.asarray(weights)
   best_scores = jnp.full((len(queries), k), -jnp.inf, jnp.float32)
   best_index = jnp.full((len(queries), k), -1, jnp.int32)
   excluded_device = jnp.asarray(excluded)
@@ -118,11 +134,12 @@ def exact_top_k(
       best_scores,
       best_index,
       q,
+      w,
       jnp.asarray(block),
       np.int32(start),
       np.int32(len(database)),
       excluded_device,
       k,
-      cosine,
+      similarity,
     )
   return np.asarray(best_scores), np.asarray(best_index)

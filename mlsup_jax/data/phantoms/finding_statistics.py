@@ -43,10 +43,18 @@ FINDINGS = (
   "Fracture",
   "Support Devices",
 )
+# The thesis's two-letter codes (Table 6.3), in the order of FINDINGS: for figures and tables.
+FINDING_CODES = ("NF", "EC", "CM", "LO", "LL", "EM", "CD", "PN", "AT", "PX", "PE", "PO", "FT", "SD")
 MAX_PATTERNS = 2000
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chexpert_patterns.csv")
 
-__all__ = ["FINDINGS", "derive_pattern_table", "load_pattern_table", "sample_label_sets"]
+__all__ = [
+  "FINDING_CODES",
+  "FINDINGS",
+  "derive_pattern_table",
+  "load_pattern_table",
+  "sample_label_sets",
+]
 
 
 def derive_pattern_table(

@@ -21,7 +21,8 @@ Readers (`sources/readers/`, one file per format):
 Wrappers over any source (their `base` is a source config or a built source, `as_source`):
 `index_subset` (`subset.py`), `relabel` (`relabel.py`), `noisy_labels` (`corruption.py`),
 `ood_split` (`ood_splits.py`), `semi_supervised_split` (`labelled_split.py`), `partial_labels`
-(`partial_labels.py`: a sub-dataset that annotates only some organs, with `known`). Phantoms:
+(`partial_labels.py`: a sub-dataset that annotates only some organs, with `known`),
+`query_database` (`query_database.py`: queries + database for retrieval, flagged `query`). Phantoms:
 `mlsup_jax/data/phantoms/`.
 """
 
@@ -51,6 +52,7 @@ DATASETS = Registry(
     "ood_split": "mlsup_jax.data.sources.ood_splits:OodSplitSource",
     "semi_supervised_split": "mlsup_jax.data.sources.labelled_split:SemiSupervisedSplit",
     "partial_labels": "mlsup_jax.data.sources.partial_labels:PartialLabelSource",
+    "query_database": "mlsup_jax.data.sources.query_database:QueryDatabaseSource",
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
     "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
     "phantom_nuclei": "mlsup_jax.data.phantoms.nuclei:NucleiPhantomSource",
@@ -60,6 +62,9 @@ DATASETS = Registry(
     "phantom_ivc_filter": "mlsup_jax.data.phantoms.ivc_filter:IvcFilterPhantomSource",
     "phantom_shifted_radiograph": (
       "mlsup_jax.data.phantoms.shifted_external:ShiftedRadiographSource"
+    ),
+    "phantom_multi_finding_radiograph": (
+      "mlsup_jax.data.phantoms.multi_finding_radiograph:MultiFindingRadiographSource"
     ),
     "phantom_spurious_radiograph": (
       "mlsup_jax.data.phantoms.spurious_radiograph:SpuriousRadiographSource"
