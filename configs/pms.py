@@ -57,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # image size, width multiplier, N, M, train / query / database cases, warm-up / PMS steps, batch
   size, width, dim, bank, n_train, n_query, n_db, warmup, pms, batch = {
     "smoke": (32, 0.125, 8, 16, 32, 8, 16, 3, 2, 8),
-    "tiny": (32, 0.25, 32, 128, 1200, 150, 600, 250, 150, 32),
+    "tiny": (32, 0.125, 32, 128, 800, 100, 400, 150, 100, 32),
     "small": (48, 0.25, 64, 256, 3000, 300, 1500, 600, 400, 32),
     "default": (64, 0.5, 128, 1000, 8000, 500, 4000, 1500, 1500, 64),
     # 114,526 CheXpert frontal images / 64 ≈ 1,790 steps an epoch: 5 + 10 epochs.

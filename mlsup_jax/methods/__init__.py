@@ -22,5 +22,6 @@ METHODS = Registry(
     "ltuda": "mlsup_jax.methods.ltuda:LtudaMethod",
     "image_classifier": "mlsup_jax.methods.image_classifier:ImageClassifierMethod",
     "pms": "mlsup_jax.methods.pms:PmsMethod",
+    "embedding_retrieval": "mlsup_jax.methods.embedding_retrieval:EmbeddingRetrievalMethod",
   },
 )

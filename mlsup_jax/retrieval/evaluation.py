@@ -86,7 +86,8 @@ def ranked_report(
     prefix: name prefix (`"pms"` → `pms/precision@1/exact`).
 
   Returns:
-    `precision@K`, `map@K`, `hit_rate@K`, `recall@K` per mode (and, for multi-label sets,
+    `precision@K`, `map@K`, `hit_rate@K`, `recall@K` and `chance_precision` (a random
+    ranking's expected precision@K, any K) per mode (and, for multi-label sets,
     graded by shared positives: `ndcg@K` with exponential gain, `ndcg_linear@K` — scikit-learn's
     `ndcg_score` — and `acg@K`), plus `num_queries` / `num_database`.
   """
@@ -111,6 +112,8 @@ def ranked_report(
   for mode in modes:
     rel = metrics.relevance(q_labels, retrieved, mode)
     total = count_relevant(q_labels, db_labels, mode, exclude)
+    # What a random ranking scores on average: precision@K's chance level for this mode.
+    report[f"{pre}chance_precision/{mode}"] = float(np.mean(total / available))
     for k in ks:
       report[f"{pre}precision@{k}/{mode}"] = metrics.precision_at_k(rel[:, :k])
       report[f"{pre}map@{k}/{mode}"] = metrics.map_at_k(rel[:, :k], total)

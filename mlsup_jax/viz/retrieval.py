@@ -14,6 +14,8 @@ import numpy as np  # noqa: E402
 
 def _label_text(labels, names: Sequence[str] | None) -> str:
   labels = np.asarray(labels)
+  if labels.dtype.kind in "US":  # a ready-made title
+    return str(labels)
   if labels.ndim == 0:  # a single class
     return names[int(labels)] if names else str(int(labels))
   on = np.flatnonzero(labels)  # a multi-label vector
@@ -51,7 +53,8 @@ def save_retrieval_figure(
     query_images: `[Q, H, W]` or `[Q, H, W, C]` (first channel shown).
     database_images: `[N, H, W(, C)]`.
     indices, scores: `[Q, K]` from the search.
-    query_labels: `[Q]` classes or `[Q, C]` label vectors; database_labels likewise `[N(, C)]`.
+    query_labels: `[Q]` classes or `[Q, C]` label vectors (or `[Q]` strings: the titles);
+      database_labels likewise `[N(, C)]`.
     relevant: optional `[Q, K]` bool: titles of relevant results in green, others in red.
     label_names: class names for the titles.
 

@@ -35,6 +35,10 @@ VARIANTS = {
   "reconstruction_detector": ["smoke,network=vae"],
   "tend": ["smoke,dataset=ivc_filter"],
   "segmentation": ["smoke,3d"],
+  "pms": ["smoke,method=bce", "smoke,norelu,bce_sum"],
+  "embedding_retrieval": [
+    f"smoke,loss={loss}" for loss in ("triplet", "supcon", "multi_similarity", "circle", "fastap")
+  ],
   "ltuda": [
     *(f"smoke,method={m}" for m in ("ltuda_cda", "naive", "marginal", "full")),
     "smoke,mixing=carvemix",
@@ -65,9 +69,30 @@ def test_every_config_file_is_swept():
   assert not (CONFIG_DIR / "common.py").exists(), "helpers live in configs/sections/"
 
 
+def _with_annotations(config, folder: pathlib.Path):
+  """The retrieval config reads the OSCARS pipeline's annotation files: write stand-ins."""
+  import numpy as np
+
+  from mlsup_jax.data.sources import build_source
+
+  with config.unlocked():
+    for name, keys in (("train_source", ("bin", "anomaly")), ("eval_source", ("anomaly", "query"))):
+      n = len(build_source(config.data[name].base))
+      path = folder / f"{name}.npz"
+      np.savez(path, **{key: np.arange(n) % 2 for key in keys})
+      config.data[name].arrays_file = str(path)
+  return config
+
+
+# Configs whose sources read files a pipeline writes: how the sweep provides them.
+PIPELINE_FILES = {"embedding_retrieval": _with_annotations}
+
+
 @pytest.mark.parametrize("name, arg", _cases())
-def test_config_builds_and_every_stage_traces(name, arg):
+def test_config_builds_and_every_stage_traces(name, arg, tmp_path):
   config = importlib.import_module(f"configs.{name}").get_config(arg)
+  if name in PIPELINE_FILES:
+    config = PIPELINE_FILES[name](config, tmp_path)
   method_configs = _method_configs(config)
   assert method_configs, f"configs/{name}.py holds no method config"
   for method_config in method_configs:

@@ -50,6 +50,7 @@ def test_leave_one_out_never_retrieves_the_query_itself():
   # Hand-computed: each item's best other item is equally far; ties go to the lower index.
   # Ranks: 0 → 1 (relevant), 1 → 0 (relevant), 2 → 0 (not), 3 → 0 (not) → P@1 = 0.5.
   assert report["precision@1/single"] == 0.5
+  np.testing.assert_allclose(report["chance_precision/single"], 1 / 3)  # 1 relevant of 3 others
   np.testing.assert_array_equal(count_relevant(labels, labels, "single", np.arange(4)), [1] * 4)
 
 

@@ -19,7 +19,13 @@ anatomy) and gets one shift type, drawn from its own random stream with `shift_f
 * `label_noise` — the image is unchanged but its label is another class (a wrong annotation).
 
 `severity` scales the intensity, noise and artefact strengths (1 = the ranges above). With all
-fractions 0 the source is a clean (internal) dataset. Everything is deterministic per
+fractions 0 the source is a clean (internal) dataset.
+
+`content="modalities"` swaps the classes for visually distinct ones — a (normal) chest
+radiograph, CT, brain MR, ultrasound, dermoscopy (`MODALITY_CLASS_NAMES`, uniform by default) —
+a single-label set whose classes are as easy to tell apart as MURA's body parts, so retrieval
+(OSCARS, thesis ch. 6 §3) is about the intra-class outliers the shifts make. Foreign images
+need the chest content (every modality is already a class). Everything is deterministic per
 (seed, split, index); the shift type and the observed label are known without rendering.
 """
 
@@ -35,9 +41,11 @@ from mlsup_jax.data.phantoms.radiograph import (
   DEFAULT_CLASS_WEIGHTS,
   ChestRadiographPhantomSource,
 )
-from mlsup_jax.data.phantoms.source_base import PhantomSource, split_id
+from mlsup_jax.data.phantoms.source_base import PhantomSource, case_rng, class_stream, split_id
 from mlsup_jax.data.phantoms.textures import gaussian_blur
 
+MODALITY_CLASS_NAMES = ("radiograph", *MODALITY_NAMES)
+CONTENTS = ("chest", "modalities")
 SHIFT_TYPES = ("none", "intensity", "noise", "artefact", "foreign", "label_noise")
 # Memory for cached cases (float32 image: 4 bytes a pixel).
 CACHE_BYTES = 128 * 2**20
@@ -78,17 +86,19 @@ class ShiftedRadiographSource(PhantomSource):
     num_cases: number of cases.
     seed: non-negative base seed (internal and external sites: different seeds).
     image_size: S, ≥ 32.
-    class_weights: relative class frequencies of the radiograph phantom (`CLASS_NAMES`).
+    class_weights: relative class frequencies (of `CLASS_NAMES`, or of `MODALITY_CLASS_NAMES`
+      with the modalities content); None: the content's default.
     shift_fractions: shares of (intensity, noise, artefact, foreign, label_noise); each ≥ 0,
       summing to ≤ 1. All zero: a clean dataset.
     severity: scales the intensity, noise and artefact strengths (> 0).
     foreign_modalities: the modalities foreign images cycle through.
+    content: "chest" (the chest phantom's finding classes) or "modalities" (module docstring).
     cache_size: maximum number of cached cases; None: as many as fit in 128 MiB.
 
   Attributes:
     class_ids: `[num_cases]` int32, observed labels. true_class_ids: the real classes.
     shift_types: `[num_cases]` int32. shifted: `[num_cases]` bool.
-    class_names: `CLASS_NAMES`. shift_names: `SHIFT_TYPES`.
+    class_names: `CLASS_NAMES` (or `MODALITY_CLASS_NAMES`). shift_names: `SHIFT_TYPES`.
 
   Raises:
     ValueError: on invalid fractions, severity, modalities, or the base phantom's arguments;
@@ -103,10 +113,11 @@ class ShiftedRadiographSource(PhantomSource):
     num_cases: int = 64,
     seed: int = 0,
     image_size: int = 64,
-    class_weights: Sequence[float] = DEFAULT_CLASS_WEIGHTS,
+    class_weights: Sequence[float] | None = None,
     shift_fractions: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0),
     severity: float = 1.0,
     foreign_modalities: Sequence[str] = MODALITY_NAMES,
+    content: str = "chest",
     cache_size: int | None = None,
   ):
     fractions = np.asarray(shift_fractions, np.float64)
@@ -119,20 +130,42 @@ class ShiftedRadiographSource(PhantomSource):
       raise ValueError(f"shift_fractions must be ≥ 0 and sum to ≤ 1, got {list(shift_fractions)}.")
     if not float(severity) > 0:
       raise ValueError(f"severity must be > 0, got {severity}.")
+    if content not in CONTENTS:
+      raise ValueError(f"content must be one of {CONTENTS}, got {content!r}.")
+    if content == "modalities" and fractions[SHIFT_TYPES.index("foreign") - 1] > 0:
+      raise ValueError("foreign images need content='chest' (every modality is a class here).")
     if cache_size is None:
       cache_size = max(1, min(int(num_cases), CACHE_BYTES // (4 * int(image_size) ** 2)))
     super().__init__(split, num_cases, seed, cache_size=cache_size)
     # The wrapped sources do not cache: this source caches the finished case.
-    self.base = ChestRadiographPhantomSource(
-      split, num_cases, seed, image_size, class_weights, cache_size=0
-    )
+    self.content = content
+    self.modalities = None
+    if content == "chest":
+      weights = DEFAULT_CLASS_WEIGHTS if class_weights is None else class_weights
+      self.base = ChestRadiographPhantomSource(
+        split, num_cases, seed, image_size, weights, cache_size=0
+      )
+      self.class_weights = self.base.class_weights
+      self.class_names = CLASS_NAMES
+      self.true_class_ids = self.base.class_ids
+    else:
+      names = MODALITY_CLASS_NAMES
+      weights = (1.0,) * len(names) if class_weights is None else tuple(class_weights)
+      if len(weights) != len(names) or min(weights) < 0 or not sum(weights) > 0:
+        raise ValueError(f"class_weights needs {len(names)} entries ≥ 0 ({names}), got {weights}.")
+      self.base = ChestRadiographPhantomSource(
+        split, num_cases, seed, image_size, (1.0, 0.0, 0.0, 0.0, 0.0), cache_size=0
+      )
+      self.modalities = ModalityPhantomSource(
+        split, num_cases, seed, MODALITY_NAMES, image_size, cache_size=0
+      )
+      self.class_weights = tuple(float(w) for w in weights)
+      self.class_names = names
+      self.true_class_ids = class_stream(seed, split, num_cases, weights)
     self.image_size = self.base.image_size
-    self.class_weights = self.base.class_weights
     self.shift_fractions = tuple(float(f) for f in fractions)
     self.severity = float(severity)
-    self.class_names = CLASS_NAMES
     self.shift_names = SHIFT_TYPES
-    self.true_class_ids = self.base.class_ids
     self.shift_types = shift_stream(self.seed, split, self.num_cases, self.shift_fractions)
     self.shifted = self.shift_types > 0
     self.class_ids = self._observed_labels()
@@ -166,6 +199,10 @@ class ShiftedRadiographSource(PhantomSource):
     params = np.random.default_rng([self.seed, split_id(self.split), index, _PARAM_STREAM])
     if shift == "foreign":
       image = self.foreign.case(index)["image"][..., 0]
+    elif self.content == "modalities" and self.true_class_ids[index] > 0:
+      name = MODALITY_CLASS_NAMES[int(self.true_class_ids[index])]
+      render = getattr(self.modalities, f"_render_{name}")
+      image = np.clip(render(case_rng(self.seed, self.split, index), index), 0.0, 1.0)
     else:
       image = self.base.case(index)["image"][..., 0]
     if shift == "intensity":

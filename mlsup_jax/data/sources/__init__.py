@@ -22,7 +22,8 @@ Wrappers over any source (their `base` is a source config or a built source, `as
 `index_subset` (`subset.py`), `relabel` (`relabel.py`), `noisy_labels` (`corruption.py`),
 `ood_split` (`ood_splits.py`), `semi_supervised_split` (`labelled_split.py`), `partial_labels`
 (`partial_labels.py`: a sub-dataset that annotates only some organs, with `known`),
-`query_database` (`query_database.py`: queries + database for retrieval, flagged `query`). Phantoms:
+`query_database` (`query_database.py`: queries + database for retrieval, flagged `query`),
+`annotated` (`annotated.py`: per-example values from an `.npz`, e.g. OSCARS's bins). Phantoms:
 `mlsup_jax/data/phantoms/`.
 """
 
@@ -53,6 +54,7 @@ DATASETS = Registry(
     "semi_supervised_split": "mlsup_jax.data.sources.labelled_split:SemiSupervisedSplit",
     "partial_labels": "mlsup_jax.data.sources.partial_labels:PartialLabelSource",
     "query_database": "mlsup_jax.data.sources.query_database:QueryDatabaseSource",
+    "annotated": "mlsup_jax.data.sources.annotated:AnnotatedSource",
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
     "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
     "phantom_nuclei": "mlsup_jax.data.phantoms.nuclei:NucleiPhantomSource",
