@@ -54,15 +54,16 @@ def claims(results: dict, size: str, seeds, margin: float) -> dict[str, int]:
   if "oscars" in runs and "triplet" in runs:
     o, t = runs["oscars"], runs["triplet"]
     counts["S@10: OSCARS < triplet"] = sum(
-      a["outlier_sensitivity@10"] < b["outlier_sensitivity@10"] for a, b in zip(o, t)
+      a["outlier_sensitivity@10"] < b["outlier_sensitivity@10"] for a, b in zip(o, t, strict=True)
     )
     counts[f"P@10: OSCARS ≥ triplet − {margin:g}"] = sum(
-      a["precision@10/single"] >= b["precision@10/single"] - margin for a, b in zip(o, t)
+      a["precision@10/single"] >= b["precision@10/single"] - margin
+      for a, b in zip(o, t, strict=True)
     )
     counts["both"] = sum(
       a["outlier_sensitivity@10"] < b["outlier_sensitivity@10"]
       and a["precision@10/single"] >= b["precision@10/single"] - margin
-      for a, b in zip(o, t)
+      for a, b in zip(o, t, strict=True)
     )
   return counts
 
