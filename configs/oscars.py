@@ -8,9 +8,10 @@ The whole pipeline and its study (`pipelines/oscars.py`):
 1. per-class anomaly detectors (MedShift's, `config.detector`) trained on the clean internal
    site; 2. every external image (the MURA-like phantom of `configs/embedding_retrieval.py`:
    five distinct classes, 30 % outliers) is scored by its class's detector; 3. per class, the
-   training images' scores are split into B = 5 bins by 1-D k-means (the pseudo intra-class labels); 4. one retrieval model per row
-   (`configs/embedding_retrieval.py`) on the external training split; evaluation on the external
-   test split (the first 20 % are queries, the rest the database).
+   training images' scores are split into B = 5 bins by 1-D k-means (the pseudo intra-class
+   labels); 4. one retrieval model per row (`configs/embedding_retrieval.py`) on the external
+   training split; evaluation on the external test split (the first 20 % are queries, the rest
+   the database).
 
 Options after the colon: sizes `smoke`, `tiny` (the learns test's), `small`, default, `full`;
 `detector=cvad|autoencoder|vae` (default cvad: MedShift's and the thesis's); `bins=<int>` (B;
