@@ -19,8 +19,12 @@ def maybe_initialize_distributed(force: bool = False) -> None:
 
   Multi-host is detected from SLURM (`SLURM_NTASKS > 1`), a TPU pod slice
   (`TPU_WORKER_HOSTNAMES` with several hosts) or an explicit `JAX_COORDINATOR_ADDRESS`;
-  `force=True` (launch flag `--multihost`) always initialises. JAX reads the rest of the
-  cluster description from the same environment.
+  `force=True` (launch flag `--multihost`) always initialises. JAX reads SLURM's and TPU's
+  cluster descriptions itself; a hand-made cluster (several processes on one or more machines
+  without a scheduler) gives `JAX_COORDINATOR_ADDRESS` (`host:port` of process 0),
+  `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` on every process. CPU processes exchange their
+  collectives over gloo (`JAX_CPU_COLLECTIVES_IMPLEMENTATION` overrides it): that is what lets
+  `tests/core/test_multihost.py` run 2 processes × 4 CPU devices on localhost.
   """
   env = os.environ
   multi_host = (
@@ -30,7 +34,17 @@ def maybe_initialize_distributed(force: bool = False) -> None:
     or "," in env.get("TPU_WORKER_HOSTNAMES", "")
   )
   if multi_host:
-    jax.distributed.initialize()
+    jax.config.update(
+      "jax_cpu_collectives_implementation", env.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION", "gloo")
+    )
+    explicit = {}
+    if "JAX_COORDINATOR_ADDRESS" in env:
+      explicit["coordinator_address"] = env["JAX_COORDINATOR_ADDRESS"]
+    if "JAX_NUM_PROCESSES" in env:
+      explicit["num_processes"] = int(env["JAX_NUM_PROCESSES"])
+    if "JAX_PROCESS_ID" in env:
+      explicit["process_id"] = int(env["JAX_PROCESS_ID"])
+    jax.distributed.initialize(**explicit)
 
 
 def make_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:

@@ -12,8 +12,11 @@
       "require_label": False,          # a stream may carry no labels
     }
 
-Each stream goes through the same steps: per-process slice → validation → shuffle (its own seed,
-re-shuffled each epoch) → repeat forever → transforms (seeded per example) → views → batch. The
+Each stream goes through the same steps: validation → shuffle (its own seed, re-shuffled each
+epoch) → repeat forever → transforms (seeded per example) → views → this process's rows of each
+global batch → batch. Everything before the last step is in the global order, so the global batch
+is the same for any number of processes (and each process reads only its own rows: the dataset
+is lazy). The
 batches are zipped by position: batch n of the main stream carries batch n of every stream under
 `batch[<name>]`, so a training batch is `{"image": [B, …], "label": [B, …], …, "<name>":
 {"image": [B_name, …], …}}`, each stream sharded along its own leading axis. The zip is by
@@ -205,11 +208,13 @@ def _with_views(dataset, views: Mapping, data_config, seed: int, where: str):
   return dataset
 
 
-def _validated(dataset, where: str, data_config, require_label: bool) -> grain.MapDataset:
+def _validated(
+  dataset, where: str, data_config, require_label: bool, process_slice: bool = True
+) -> grain.MapDataset:
   if not isinstance(dataset, grain.MapDataset):
     dataset = grain.MapDataset.source(dataset)
-  # Each process reads only its own slice (multi-host input sharding).
-  dataset = dataset[jax.process_index() :: jax.process_count()]
+  if process_slice:  # Each process reads only its own slice (multi-host input sharding).
+    dataset = dataset[jax.process_index() :: jax.process_count()]
   return dataset.map(
     _Validate(
       where=where,
@@ -250,20 +255,55 @@ def check_class_maps(named_sources) -> None:
       )
 
 
+class _ProcessRows(grain.MapDataset):
+  """This process's rows of every global batch of an endless, globally ordered stream.
+
+  Element j is global element `(j // local) · global + process · local + j % local`: process p
+  gets rows `[p · local, (p + 1) · local)` of each global batch. Shuffling and the per-example
+  random transforms run on the global order (indices are the global ones), and the dataset is
+  lazy, so each process reads and transforms only its own rows — and the global batch is the same
+  whatever the number of processes (tests/core/test_multihost.py).
+  """
+
+  def __init__(self, parent: grain.MapDataset, global_batch: int, process: int, processes: int):
+    super().__init__(parent)
+    self._global, self._local = global_batch, global_batch // processes
+    self._offset = process * self._local
+    self._length = len(parent) // global_batch * self._local
+
+  def __len__(self) -> int:
+    return self._length
+
+  def _parent_index(self, index: int) -> int:
+    step, row = divmod(index, self._local)
+    return step * self._global + self._offset + row
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    return self._parent[self._parent_index(index)]
+
+  def __str__(self) -> str:
+    return f"ProcessRows(global={self._global}, local={self._local}, offset={self._offset})"
+
+
 def _stream_batches(spec: StreamSpec, data_config, seed: int, source=None) -> grain.MapDataset:
-  """Validated, shuffled (`seed`), endlessly repeated, augmented (`seed + 1`), viewed, batched."""
+  """Validated, shuffled (`seed`), endlessly repeated, augmented (`seed + 1`), viewed, this
+  process's rows of each global batch, batched."""
   source = build_source(spec.source) if source is None else source
   where = f"{spec.where} ({spec.source['name']!r})"
   dataset = grain.MapDataset.source(source)
   if spec.name != MAIN_STREAM and not spec.require_label:
     dataset = dataset.map(_DropLabel(where))
-  dataset = _validated(dataset, where, data_config, spec.require_label)
+  dataset = _validated(dataset, where, data_config, spec.require_label, process_slice=False)
   dataset = dataset.shuffle(seed=seed).repeat(None)
   dataset = _transformed(dataset, spec.transforms, data_config, seed + 1)
   dataset = _with_views(dataset, spec.views, data_config, seed, spec.where)
-  return dataset.batch(
-    local_batch_size(spec.batch_size, f"{spec.where} batch_size"), drop_remainder=True
-  )
+  where_batch = f"{spec.where} batch_size"
+  local = local_batch_size(spec.batch_size, where_batch)
+  if jax.process_count() > 1:
+    dataset = _ProcessRows(dataset, spec.batch_size, jax.process_index(), jax.process_count())
+  return dataset.batch(local, drop_remainder=True)
 
 
 @dataclasses.dataclass(frozen=True)
