@@ -8,7 +8,8 @@ run the pipeline, or point the sources at its files:
     --config.data.eval_source.arrays_file=runs/oscars/annotations/eval.npz --workdir=runs/triplet
 
 Options after the colon: `loss=oscars|triplet|supcon|multi_similarity|circle|fastap` (default
-oscars); sizes `smoke`, `tiny`, `small`, default (64²), `full` (224², the thesis's ResNet-18).
+oscars); `intra=<λ>` (OSCARS's intra-class weight, default 0.05); sizes `smoke`, `tiny`,
+`small`, default (64²), `full` (224², the thesis's ResNet-18).
 
 Data: a MURA-like single-label set (`external_source`): five visually distinct classes, 30 % of
 the images outliers (intensity, noise, artefact shifts and label noise).
@@ -68,7 +69,7 @@ def size_of(flags: set[str]) -> str:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "tiny", "small", "full"}, values={"loss": "oscars"}
+    arg, flags={"smoke", "tiny", "small", "full"}, values={"loss": "oscars", "intra": "0.05"}
   )
   if values["loss"] not in LOSSES:
     raise ValueError(f"loss must be one of {LOSSES}, got {values['loss']!r}.")
@@ -88,6 +89,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   term = TERM.get(values["loss"], values["loss"])
   config.loss = losses.roles_section(LOSS_ROLES, {"": {term: 1.0}})
+  # OSCARS's λ (the thesis's 0.05; its Fig. 6.4 ablates it): the weight of the intra-class term.
+  config.loss.oscars_quadruplet.intra_weight = float(values["intra"])
   config.optimizer = common.optimizer("adamw", learning_rate=1e-3, weight_decay=1e-5)
   config.data = ml_collections.ConfigDict(
     {

@@ -18,7 +18,6 @@ import os
 
 from absl import app, flags
 
-from configs import embedding_retrieval
 from launch import common
 from mlsup_jax.pipelines import oscars, seed_grid
 
@@ -41,7 +40,7 @@ LABELS = {
 
 _CONFIG = common.define_config_flag()
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Training seeds 0 … N−1.")
-_ROWS = flags.DEFINE_list("rows", list(embedding_retrieval.LOSSES), "Retrieval rows to run.")
+_ROWS = flags.DEFINE_list("rows", list(oscars.ROWS), "Retrieval rows to run.")
 _P_MARGIN = flags.DEFINE_float(
   "p_margin", 0.02, "Precision@10 OSCARS may lose against the triplet in the S@10 claim."
 )
@@ -72,15 +71,15 @@ def main(argv):
   del argv
   common.start()
   config = common.config_value(_CONFIG)
-  unknown = sorted(set(_ROWS.value) - set(embedding_retrieval.LOSSES))
+  unknown = sorted(set(_ROWS.value) - set(oscars.ROWS))
   if unknown:
-    raise app.UsageError(
-      f"Unknown --rows {unknown}; expected some of {embedding_retrieval.LOSSES}."
-    )
+    raise app.UsageError(f"Unknown --rows {unknown}; expected some of {list(oscars.ROWS)}.")
   workdir = common.WORKDIR.value
   summary = oscars.prepare_annotations(config, workdir)
   orderings = tuple(
-    (f"OSCARS > {row}", (("oscars", row),)) for row in _ROWS.value if row != "oscars"
+    (f"OSCARS > {row}", (("oscars", row),))
+    for row in _ROWS.value
+    if row != "oscars" and "oscars" in _ROWS.value
   )
   grid = seed_grid.Grid("size", METRICS, orderings)
   seeds = range(_SEEDS.value)

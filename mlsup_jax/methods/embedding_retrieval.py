@@ -14,7 +14,8 @@ pipeline's annotations; without flags: leave-one-out), ranked by cosine similari
   recall at every K of `eval.ks`, relevance = the same class;
 * `outlier_sensitivity@K` (S@K) when the examples carry `anomaly` (the squashed detector score):
   the mean |A_i − A_q| over the relevant retrieved items — lower retrieves same-class images of
-  more similar anomaly levels; queries with no relevant item in the top K are left out.
+  more similar anomaly levels; queries with no relevant item in the top K are left out; and
+  `chance_outlier_sensitivity`, a random same-class ranking's (the anomaly-blind level).
 """
 
 from __future__ import annotations
@@ -104,6 +105,16 @@ class EmbeddingRetrievalMethod:
       retrieved = db[index]
       rel = relevance(labels[queries], labels[retrieved], "single")
       anomaly = np.asarray(outputs["anomaly"], np.float64).reshape(-1)
+      # A random ranking's S@K (any K): the mean |A_i − A_q| over all relevant database items —
+      # what an embedding blind to the anomaly level scores.
+      same = labels[db][None, :] == labels[queries][:, None]
+      if exclude is not None:
+        same &= db[None, :] != queries[:, None]
+      gaps = np.abs(anomaly[db][None, :] - anomaly[queries][:, None])
+      has = same.any(1)
+      report["chance_outlier_sensitivity"] = float(
+        np.mean(np.sum(gaps * same, 1)[has] / same.sum(1)[has])
+      )
       for k in ks:
         if k <= top:
           value, used = outlier_sensitivity_at_k(

@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from configs import embedding_retrieval
 from mlsup_jax.pipelines import medshift
 
-__all__ = ["prepare_annotations", "retrieval_config", "squash"]
+__all__ = ["ROWS", "prepare_annotations", "retrieval_config", "squash"]
 
 
 def squash(scores, class_ids, reference) -> np.ndarray:
@@ -95,9 +95,24 @@ def prepare_annotations(config: ml_collections.ConfigDict, workdir: str) -> dict
   return summary
 
 
+# Row name → `configs/embedding_retrieval.py` options.
+ROWS = {
+  "oscars": "loss=oscars",
+  "triplet": "loss=triplet",
+  "supcon": "loss=supcon",
+  "multi_similarity": "loss=multi_similarity",
+  "circle": "loss=circle",
+  "fastap": "loss=fastap",
+  "oscars_lambda0.5": "loss=oscars,intra=0.5",  # the λ ablation (thesis Fig. 6.4)
+}
+
+
 def retrieval_config(config: ml_collections.ConfigDict, row: str, workdir: str):
-  """`configs/embedding_retrieval.py:loss=<row>` (at the pipeline's size) on the annotations."""
-  options = ",".join(filter(None, [config.retrieval_options, f"loss={row}"]))
+  """`configs/embedding_retrieval.py:<row's options>` (at the pipeline's size) on the
+  annotations."""
+  if row not in ROWS:
+    raise ValueError(f"Unknown row {row!r}; expected one of {list(ROWS)}.")
+  options = ",".join(filter(None, [config.retrieval_options, ROWS[row]]))
   retrieval = embedding_retrieval.get_config(options)
   folder = os.path.abspath(os.path.join(workdir, "annotations"))
   with retrieval.unlocked():
