@@ -58,6 +58,7 @@ DATASETS = Registry(
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
     "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
     "phantom_nuclei": "mlsup_jax.data.phantoms.nuclei:NucleiPhantomSource",
+    "phantom_steatosis": "mlsup_jax.data.phantoms.steatosis:SteatosisPhantomSource",
     "phantom_cardiac": "mlsup_jax.data.phantoms.cardiac:CardiacPhantomSource",
     "phantom_radiograph": "mlsup_jax.data.phantoms.radiograph:ChestRadiographPhantomSource",
     "phantom_modality": "mlsup_jax.data.phantoms.modalities:ModalityPhantomSource",
