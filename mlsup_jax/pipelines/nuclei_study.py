@@ -40,10 +40,13 @@ def restrict_to(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
   return np.where(keep[inverse.reshape(labels.shape)], labels, 0)
 
 
-def evaluate_field(case: dict, prediction: np.ndarray) -> dict[str, float]:
-  """Whole-field, clumped-region and thesis metrics of one field."""
+def evaluate_field(
+  case: dict, prediction: np.ndarray, group_key: str = "clump"
+) -> dict[str, float]:
+  """Whole-field, clumped-region and thesis metrics of one field (`case[group_key] > 0`: the
+  pixels of clumped objects — `clump` for nuclei, `cluster` for droplets)."""
   whole = instance_report(prediction, case["label"])
-  clumps = case["clump"] > 0
+  clumps = case[group_key] > 0
   region = ndimage.binary_dilation(clumps, iterations=2)
   reference = np.where(clumps, case["label"], 0)
   clumped = instance_report(restrict_to(prediction, region), reference)
@@ -54,8 +57,33 @@ def evaluate_field(case: dict, prediction: np.ndarray) -> dict[str, float]:
   return out
 
 
-def run_study(seeds=(0, 1, 2), fields: int = 8, image_size: int = 512, radius: float = 16.0):
+def nuclei_fields(seed: int, fields: int, image_size: int, radius: float) -> list[dict]:
+  """The study's test fields of one phantom seed."""
+  source = NucleiPhantomSource(
+    split="test",
+    num_cases=fields,
+    image_size=image_size,
+    nucleus_radius=radius,
+    num_nuclei=int(24 * (image_size / 256) ** 2 * (12 / radius) ** 2),
+    seed=seed,
+  )
+  return [source[i] for i in range(fields)]
+
+
+def run_study(
+  seeds=(0, 1, 2),
+  fields: int = 8,
+  image_size: int = 512,
+  radius: float = 16.0,
+  methods=None,
+  make_fields=nuclei_fields,
+  group_key: str = "clump",
+):
   """`{method: {metric: [value per seed]}}` and `{method: seconds per image}` (module docstring).
+
+  `methods` (name → `image -> labels`, default `METHODS`), `make_fields` (`(seed, fields, size,
+  radius) -> cases`) and `group_key` let another instance task (the steatosis droplets) reuse the
+  study.
 
   Example:
     >>> from mlsup_jax.pipelines.nuclei_study import run_study
@@ -63,33 +91,33 @@ def run_study(seeds=(0, 1, 2), fields: int = 8, image_size: int = 512, radius: f
     >>> sorted(results)[0], "f1" in results["watershed (marker-controlled)"]
     ('watershed (marker-controlled)', True)
   """
-  results = {name: {} for name in METHODS}
-  times = {name: [] for name in METHODS}
+  methods = METHODS if methods is None else methods
+  results = {name: {} for name in methods}
+  times = {name: [] for name in methods}
   for seed in seeds:
-    source = NucleiPhantomSource(
-      split="test",
-      num_cases=fields,
-      image_size=image_size,
-      nucleus_radius=radius,
-      num_nuclei=int(24 * (image_size / 256) ** 2 * (12 / radius) ** 2),
-      seed=seed,
-    )
-    cases = [source[i] for i in range(fields)]
-    for name, segment in METHODS.items():
+    cases = make_fields(seed, fields, image_size, radius)
+    for name, segment in methods.items():
       per_field = []
       for case in cases:
         start = time.perf_counter()
         prediction = segment(case["image"])
         times[name].append(time.perf_counter() - start)
-        per_field.append(evaluate_field(case, prediction))
+        per_field.append(evaluate_field(case, prediction, group_key))
       for key in per_field[0]:
         values = [f[key] for f in per_field if np.isfinite(f[key])]
         results[name].setdefault(key, []).append(float(np.mean(values)) if values else float("nan"))
   return results, {name: float(np.median(t)) for name, t in times.items()}
 
 
-def render_markdown(results: dict, seconds: dict, image_size: int) -> str:
-  """The tables: whole field, clumped regions, the thesis's definitions, speed, orderings."""
+def render_markdown(
+  results: dict,
+  seconds: dict,
+  image_size: int,
+  baseline: str = "watershed (marker-controlled)",
+  short: str = "watershed",
+) -> str:
+  """The tables: whole field, clumped regions, the thesis's definitions, speed, and the orderings
+  of every method against `baseline` (named `short` in the lines)."""
 
   def cell(values):
     values = [v for v in values if np.isfinite(v)]
@@ -111,10 +139,10 @@ def render_markdown(results: dict, seconds: dict, image_size: int) -> str:
     lines.append("")
   lines += [f"### Seconds per {image_size}² image (median, one CPU core)", ""]
   lines += [f"- {name}: {s:.2f} s" for name, s in seconds.items()]
-  base = results["watershed (marker-controlled)"]
+  base = results[baseline]
   lines += ["", "### Orderings (seeds on which they hold)", ""]
-  for name in list(results)[1:]:
+  for name in (n for n in results if n != baseline):
     for key in ("clumped/f1", "clumped/aji", "f1", "aji"):
       wins = sum(a > b for a, b in zip(results[name][key], base[key], strict=True))
-      lines.append(f"- {name} > watershed on {key}: {wins} / {len(base[key])}")
+      lines.append(f"- {name} > {short} on {key}: {wins} / {len(base[key])}")
   return "\n".join(lines) + "\n"
