@@ -12,7 +12,9 @@ What a report holds (`None` where unknown):
 - `compile_s`: lower + compile seconds. With a persistent compilation cache on (tests), this is
   mostly a cache load; `compilation_cache` says whether one was on.
 - `step_ms_min`, `step_ms_median`, `step_ms_mean` (steps that alternate, e.g. MCPM's
-  `meta_every`), `examples_per_s` (global batch / median step).
+  `meta_every`: a stage with `variants` is timed as the trainer runs it, each variant compiled
+  once and chosen per step), `examples_per_s` (global batch / median step).
+- `flops_per_step` and `memory` of a stage with variants: those of the variant of step 0.
 - `flops_per_step`: XLA's `cost_analysis()` FLOPs of the compiled program. XLA counts the
   per-device (SPMD-partitioned) program, so the step's total is that times the device count.
 - `tflops_per_s`: `flops_per_step / median`; `mfu`: that over the devices' summed dense peak
@@ -217,9 +219,23 @@ def benchmark_config(
   state = stage_state(setup, index, batch)
   keys = [jax.device_put(k, setup.replicated) for k in _step_keys(setup.train_rng, warmup + iters)]
   start = time.perf_counter()
-  compiled = setup.compile_step(stage, shardings).lower(state, batch, keys[0]).compile()
+  if stage.variants:
+    # The trainer's dispatch: each variant compiled once, chosen per step on the host.
+    programs = {
+      name: setup.compile_step(stage, shardings, fn).lower(state, batch, keys[0]).compile()
+      for name, fn in stage.variants.items()
+    }
+    compiled = programs[stage.variant_of(0)]
+
+    def step(state, batch, key, i):
+      return programs[stage.variant_of(i)](state, batch, key)
+
+    args_for = lambda i: (batch, keys[i], i)  # noqa: E731
+  else:
+    compiled = setup.compile_step(stage, shardings).lower(state, batch, keys[0]).compile()
+    step, args_for = compiled, lambda i: (batch, keys[i])  # noqa: E731
   compile_s = time.perf_counter() - start
-  state, times = time_steps(compiled, state, lambda i: (batch, keys[i]), warmup, iters)
+  state, times = time_steps(step, state, args_for, warmup, iters)
   del state
   report = make_report(
     leg="jit",

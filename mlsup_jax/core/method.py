@@ -38,6 +38,15 @@ class Stage:
     prepare: optional pure `state -> state` run once when the stage begins (before the optimizer
       state is re-initialised), e.g. to add a head or fix a centre. Two-stage methods (TEND,
       CVAD) need it, and it keeps the trainer method-agnostic.
+    variants: optional named versions of `train_step` that the trainer picks between on the
+      host, by the global step: `variant_of(step)` names the one to run (each compiled once).
+      For steps whose work depends on the step number (MCPM's meta update every k steps): a
+      `lax.cond` inside one step would do the same, but XLA's CPU backend runs the branches of
+      a conditional without its fast convolution path (measured 20× slower convolutions,
+      `docs/design.md`). Each variant must compute exactly what `train_step` computes at the
+      steps it is chosen for; `train_step` stays the one-program form (multi-step dispatch,
+      the benchmarks' one-program leg).
+    variant_of: `step -> variant name`, required with `variants`.
   """
 
   name: str
@@ -45,6 +54,8 @@ class Stage:
   train_step: TrainStep
   optimizer: optax.GradientTransformation
   prepare: Callable[[TrainState], TrainState] | None = None
+  variants: Mapping[str, TrainStep] | None = None
+  variant_of: Callable[[int], str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -127,9 +127,10 @@ class RunSetup:
     init = jax.jit(self.state_for_stage(stage_index), out_shardings=shardings)
     return init(self.init_rng, mesh_lib.global_batch(self.example_local, self.mesh))
 
-  def compile_step(self, stage: Stage, shardings):
+  def compile_step(self, stage: Stage, shardings, train_step=None):
+    """The jitted, sharded, state-donating step (`train_step`, default the stage's)."""
     return jax.jit(
-      stage.train_step,
+      stage.train_step if train_step is None else train_step,
       in_shardings=(shardings, self.batch_sharding, self.replicated),
       out_shardings=(shardings, self.replicated),
       donate_argnums=(0,),

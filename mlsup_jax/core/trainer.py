@@ -88,7 +88,9 @@ def _run_stage(run, stage, index, compiled, state, step, end, data_iter, checkpo
 
   With `config.train.steps_per_dispatch = k > 1`, up to `k` steps run in one jitted call
   (`RunSetup.compile_steps`); a dispatch never crosses a checkpoint or the stage's end, so the
-  checkpoints, the data order and every step's key are those of single steps.
+  checkpoints, the data order and every step's key are those of single steps. A stage with
+  `variants` runs, step by step, the variant `variant_of(step)` names (multi-step dispatches
+  use its one-program `train_step`).
   """
   config = run.config.train
   per_dispatch = int(config.steps_per_dispatch)
@@ -96,13 +98,20 @@ def _run_stage(run, stage, index, compiled, state, step, end, data_iter, checkpo
     raise ValueError(f"config.train.steps_per_dispatch={per_dispatch} must be ≥ 1.")
   train_step, shardings = compiled
   multi_steps = {}  # length → compiled scan of that many steps
+  variants = {}  # variant name → its compiled step (stages with `variants`)
   to_log = []  # (step, metrics, position) read only after the next dispatch
   while step < end:
     boundary = min(end, (step // config.checkpoint_every + 1) * config.checkpoint_every)
     length = min(per_dispatch, boundary - step)
     if length == 1:
       batch = mesh_lib.global_batch(next(data_iter), run.mesh)
-      state, metrics = train_step(state, batch, jax.random.fold_in(run.train_rng, step))
+      step_fn = train_step
+      if stage.variants:
+        name = stage.variant_of(step)
+        if name not in variants:
+          variants[name] = run.compile_step(stage, shardings, stage.variants[name])
+        step_fn = variants[name]
+      state, metrics = step_fn(state, batch, jax.random.fold_in(run.train_rng, step))
     else:
       if length not in multi_steps:
         unroll = int(config.dispatch_unroll)

@@ -32,10 +32,13 @@ Choices (the paper is silent; MW-Net's code where it has one, spec §2):
 * Meta loss: the `config.loss.meta` terms (chosen by name) on the clean meta batch; default
   plain cross-entropy (MW-Net). Meta optimizer `config.meta.optimizer` (MW-Net: Adam 1e-3,
   L2 1e-4).
-* `config.meta.meta_every = k`: Θ is updated on steps with `step % k == 0` only, through
-  `lax.cond` (both branches are compiled once into the one step; at run time only the taken one
-  executes, so the step costs about a plain step between meta updates). The real step always uses
-  the latest Θ. k = 1 builds no cond.
+* `config.meta.meta_every = k`: Θ is updated on steps with `step % k == 0` only. The trainer runs
+  two compiled variants of the step, with and without the meta update (`Stage.variants`), chosen
+  on the host by the step number, so a step between meta updates costs a plain step. The
+  one-program `train_step` does the same with a `lax.cond` (multi-step dispatch uses it); on
+  XLA's CPU backend the convolutions inside a conditional's branch run without the fast path,
+  which made a meta step 6× dearer there (305 vs 48 ms at `small`, one core) before the
+  variants. The real step always uses the latest Θ. k = 1 builds neither.
 * `config.meta.remat`: `jax.checkpoint` around the virtual step, so the meta backward pass
   recomputes the inner forward/backward instead of keeping their activations (memory ↓, about one
   more inner pass of compute); the result is unchanged.
@@ -55,6 +58,8 @@ prediction and label are skipped), averaged over classes as `dice`, `iou`, `hd95
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -80,6 +85,16 @@ LOSS_ROLES = {
   "train": losses.LossRole(outputs=("logits",), per_pixel=True),
   "meta": losses.LossRole(outputs=("logits",), stream=META_STREAM),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class _MetaSchedule:
+  """Host-side: which step variant runs at global step `step` (meta update when step % k == 0)."""
+
+  every: int
+
+  def __call__(self, step: int) -> str:
+    return "meta" if int(step) % self.every == 0 else "plain"
 
 
 class McpmMethod:
@@ -112,7 +127,14 @@ class McpmMethod:
     self.optimizer = build_optimizer(config.optimizer, num_steps)
     self.schedule = learning_rate_schedule(config.optimizer, num_steps)
     self.meta_optimizer = build_optimizer(meta.optimizer, num_steps)
-    self.stages = (Stage("train", num_steps, self.train_step, self.optimizer),)
+    every = int(meta.meta_every)
+    variants = variant_of = None
+    if self.meta_model is not None and every > 1:
+      variants = {"meta": self.meta_step, "plain": self.plain_step}
+      variant_of = _MetaSchedule(every)
+    self.stages = (
+      Stage("train", num_steps, self.train_step, self.optimizer, None, variants, variant_of),
+    )
     train_keys = {MAIN_STREAM: ("image", "label")}
     if self.meta_model is not None:
       train_keys[META_STREAM] = ("image", "label")
@@ -264,13 +286,26 @@ class McpmMethod:
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
     """`batch: image [B, *S, C], label [B, *S], meta: {image, label}` → new state, metrics."""
+    return self._train_step(state, batch, rng, meta=None)
+
+  def meta_step(self, state: TrainState, batch: dict, rng: jax.Array):
+    """`train_step` at a step with a meta update (the trainer's variant; no `lax.cond`)."""
+    return self._train_step(state, batch, rng, meta=True)
+
+  def plain_step(self, state: TrainState, batch: dict, rng: jax.Array):
+    """`train_step` at a step without a meta update (Θ as it is)."""
+    return self._train_step(state, batch, rng, meta=False)
+
+  def _train_step(self, state: TrainState, batch: dict, rng: jax.Array, meta: bool | None):
+    """`meta`: True / False — whether this step updates Θ; None — decided in the program by
+    `state.step % meta_every` (a `lax.cond`)."""
     meta_rng, real_rng = jax.random.split(rng)
     extra, metrics = state.extra, {}
     if self.meta_model is not None:
       every = int(self.config.meta.meta_every)
-      if every == 1:
+      if every == 1 or meta is True:
         extra = self.meta_update(state, batch, meta_rng)
-      else:
+      elif meta is None:
         extra = jax.lax.cond(
           state.step % every == 0,
           lambda: self.meta_update(state, batch, meta_rng),

@@ -421,3 +421,47 @@ def test_mcpm_trains_another_registered_network_by_a_config_line(tmp_path):
   assert saved["model"]["name"] == "scunet"
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert any("train/meta_loss" in row for row in rows)
+
+
+def test_meta_every_variants_equal_the_one_program_step_and_train(devices, tmp_path):
+  """The trainer's host-chosen variants (meta / plain) compute what the `lax.cond` step does."""
+  import jax
+  import numpy as np
+
+  from configs import mcpm as mcpm_config
+  from mlsup_jax.core import mesh as mesh_lib
+  from mlsup_jax.core import trainer
+  from mlsup_jax.core.run_setup import RunSetup
+  from mlsup_jax.data import pipeline
+
+  config = mcpm_config.get_config("smoke")
+  with config.unlocked():
+    config.meta.meta_every = 2
+    config.optimizer.name = "sgd"
+  setup = RunSetup(config, devices[:1])
+  stage = setup.stages[0]
+  assert set(stage.variants) == {"meta", "plain"}
+  assert [stage.variant_of(s) for s in range(4)] == ["meta", "plain", "meta", "plain"]
+  _, shardings = setup.state_shardings(0)
+  batches = [pipeline.train_dataset(config.data)[i] for i in range(4)]
+
+  def run(pick):
+    state = setup.create_state(0)
+    losses_seen = []
+    for i, local in enumerate(batches):
+      batch = mesh_lib.global_batch(local, setup.mesh)
+      state, metrics = pick(i)(state, batch, jax.random.fold_in(setup.train_rng, i))
+      losses_seen.append(float(metrics["loss"]))
+    return np.asarray(losses_seen), jax.device_get(state)
+
+  one = setup.compile_step(stage, shardings)
+  compiled = {n: setup.compile_step(stage, shardings, f) for n, f in stage.variants.items()}
+  cond_losses, cond_state = run(lambda i: one)
+  variant_losses, variant_state = run(lambda i: compiled[stage.variant_of(i)])
+  np.testing.assert_allclose(variant_losses, cond_losses, rtol=1e-6)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), variant_state, cond_state
+  )
+  # The trainer runs the variants end to end.
+  results = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert np.isfinite(results["dice"])
