@@ -93,15 +93,13 @@ class EmbeddingRetrievalMethod:
       db, exclude = queries, queries
     else:
       db, exclude = database, None
-    report = ranked_report(
+    report, index = ranked_report(
       vectors[queries], labels[queries],
       None if exclude is not None else vectors[db], None if exclude is not None else labels[db],
-      ks=ks, modes=("single",),
+      ks=ks, modes=("single",), with_index=True,
     )  # fmt: skip
     if "anomaly" in outputs:
-      available = len(db) - (1 if exclude is not None else 0)
-      top = max(k for k in ks if k <= available)
-      _, index = exact_top_k(vectors[queries], vectors[db], top, exclude=exclude)
+      top = index.shape[1]  # the largest K that fits the database
       retrieved = db[index]
       rel = relevance(labels[queries], labels[retrieved], "single")
       anomaly = np.asarray(outputs["anomaly"], np.float64).reshape(-1)

@@ -65,7 +65,8 @@ def ranked_report(
   query_weights=None,
   prefix: str = "",
   block_size: int = 65536,
-) -> dict[str, float]:
+  with_index: bool = False,
+):
   """Retrieval metrics at every K and relevance mode.
 
   Example:
@@ -84,12 +85,15 @@ def ranked_report(
     modes: relevance modes of `metrics.retrieval.relevance`.
     similarity, query_weights, block_size: as `index.exact_top_k`.
     prefix: name prefix (`"pms"` → `pms/precision@1/exact`).
+    with_index: also return the search's `[Q, max K]` database indices (best first), so a
+      caller's own metrics need no second search.
 
   Returns:
     `precision@K`, `map@K`, `hit_rate@K`, `recall@K` and `chance_precision` (a random
     ranking's expected precision@K, any K) per mode (and, for multi-label sets,
     graded by shared positives: `ndcg@K` with exponential gain, `ndcg_linear@K` — scikit-learn's
-    `ndcg_score` — and `acg@K`), plus `num_queries` / `num_database`.
+    `ndcg_score` — and `acg@K`), plus `num_queries` / `num_database`; with `with_index`,
+    `(report, indices)`.
   """
   loo = database_vectors is None
   if loo:
@@ -126,7 +130,7 @@ def ranked_report(
       report[f"{pre}ndcg@{k}"] = metrics.ndcg_at_k(gains[:, :k], ideal)
       report[f"{pre}ndcg_linear@{k}"] = metrics.ndcg_at_k(gains[:, :k], ideal, gain="linear")
       report[f"{pre}acg@{k}"] = metrics.acg_at_k(gains[:, :k])
-  return report
+  return (report, index) if with_index else report
 
 
 def _ideal_gains(q_labels, db_labels, k: int, exclude) -> np.ndarray:

@@ -29,7 +29,7 @@ def test_phantom_is_deterministic_with_exact_instances_inside_tissue():
   assert not np.any(a["label"][a["tissue"] == 0])  # no droplet on the glass
   assert (a["tissue"] == 0).any()  # background_fraction=1: every tile has glass
   ids = np.unique(a["label"])[1:]
-  assert len(ids) == int(a["num_droplets"]) or len(ids) <= int(a["num_droplets"])
+  assert len(ids) <= int(a["num_droplets"])  # droplets on the glass edge may be clipped away
   assert (a["cluster"] > 0).any()  # clustered droplets exist
   # Droplets are white, tissue is not.
   white = a["image"].min(-1)

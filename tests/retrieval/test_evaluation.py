@@ -60,26 +60,12 @@ def test_pms_weighted_l1_ranks_by_the_query_weights():
   query = np.array([[1.0, 0.0]])
   database = np.array([[0.0, 0.0], [1.0, 1.0]])
   labels_q, labels_db = np.array([[1, 0]]), np.array([[0, 1], [1, 0]])
-  weighted = ranked_report(
-    query,
-    labels_q,
-    database,
-    labels_db,
-    ks=(1,),
-    modes=("exact",),
-    similarity="weighted_l1",
-    query_weights=np.array([[0.0, 1.0]]),
-  )
-  flipped = ranked_report(
-    query,
-    labels_q,
-    database,
-    labels_db,
-    ks=(1,),
-    modes=("exact",),
-    similarity="weighted_l1",
-    query_weights=np.array([[1.0, 0.0]]),
-  )
+
+  def top(weights):
+    return ranked_report(query, labels_q, database, labels_db, ks=(1,), modes=("exact",),
+                         similarity="weighted_l1", query_weights=np.array([weights]))  # fmt: skip
+
+  weighted, flipped = top([0.0, 1.0]), top([1.0, 0.0])
   assert weighted["precision@1/exact"] == 0.0  # item 0 (labels [0, 1]) first
   assert flipped["precision@1/exact"] == 1.0  # item 1 (labels [1, 0]) first
 
