@@ -15,8 +15,16 @@ What a report holds (`None` where unknown):
   `meta_every`: a stage with `variants` is timed as the trainer runs it, each variant compiled
   once and chosen per step), `examples_per_s` (global batch / median step).
 - `flops_per_step` and `memory` of a stage with variants: those of the variant of step 0.
-- `flops_per_step`: XLA's `cost_analysis()` FLOPs of the compiled program. XLA counts the
-  per-device (SPMD-partitioned) program, so the step's total is that times the device count.
+- `flops_per_step`: FLOPs of one step (global batch), from `flops_source`:
+  - `"xla_cpu_compiled"` (CPU runs): XLA's `cost_analysis()` of the compiled program, which
+    counts the per-device (SPMD-partitioned) program, times the device count;
+  - `"cpu_lowering"` (GPU/TPU runs): `cost_analysis()` of the SAME step function lowered for
+    one CPU device at the same global shapes (`cpu_lowering_flops`). XLA's GPU
+    `cost_analysis()` leaves out the convolutions it hands to cuDNN (10–80× too few FLOPs for
+    our conv nets), so the accelerator's own count would make MFU meaningless.
+  `flops_per_step_device` keeps the compiled program's own count (× device count) either way.
+  XLA counts 2 FLOPs per multiply-add and only the taps of a convolution that touch real
+  (unpadded) input, checked against an analytic count in tests/benchmarks/test_flops.py.
 - `tflops_per_s`: `flops_per_step / median`; `mfu`: that over the devices' summed dense peak
   (`PEAK_TFLOPS`, by `device_kind` and compute dtype; None on CPU or an unknown device).
 - `memory`: `memory_analysis()` argument / output / alias / temp bytes of the per-device
@@ -26,6 +34,7 @@ What a report holds (`None` where unknown):
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -89,6 +98,44 @@ def xla_flops(compiled) -> float | None:
   return flops if flops > 0 else None
 
 
+def cpu_lowering_flops(train_step, *args) -> float | None:
+  """FLOPs of `train_step(*args)` lowered for ONE CPU device at the arguments' global shapes.
+
+  Nothing runs and nothing is compiled: `jax.jit(train_step).lower(...)` on abstract arguments
+  placed on the CPU, then XLA's HLO `cost_analysis()`. On a GPU host this is the count XLA's
+  GPU analysis would give if it counted cuDNN convolutions (which it leaves out), so MFU built on
+  it is meaningful. None when JAX has no CPU backend (e.g. `JAX_PLATFORMS=cuda`) or the lowering
+  has no cost analysis.
+
+  Args:
+    train_step: the pure step function (not jitted or sharded).
+    *args: its arguments (arrays, or anything with `.shape` / `.dtype`), e.g.
+      `(state, batch, rng)`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from benchmarks.harness import cpu_lowering_flops
+    >>> cpu_lowering_flops(lambda a, b: a @ b, jnp.ones((4, 8)), jnp.ones((8, 2)))
+    128.0
+  """
+  try:
+    cpu = jax.devices("cpu")[0]
+  except RuntimeError:  # No CPU backend in this process.
+    return None
+  sharding = jax.sharding.SingleDeviceSharding(cpu)
+  specs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), args)
+  try:
+    analysis = jax.jit(train_step).lower(*specs).cost_analysis()
+  except Exception:  # Some JAX versions / backends have no lowered cost analysis.
+    return None
+  if isinstance(analysis, list | tuple):
+    analysis = analysis[0] if analysis else None
+  if not analysis or "flops" not in analysis:
+    return None
+  flops = float(analysis["flops"])
+  return flops if flops > 0 else None
+
+
 def memory_stats(compiled) -> dict[str, int | None]:
   """Per-device bytes from `compiled.memory_analysis()`; every value None when unavailable."""
   keys = ("argument", "output", "alias", "temp")
@@ -118,12 +165,32 @@ def time_steps(step, state, args_for, warmup: int, iters: int):
 
 
 def make_report(
-  *, leg, config, devices, batch_size, compile_s, warmup, times, flops_per_device, memory, note=""
+  *,
+  leg,
+  config,
+  devices,
+  batch_size,
+  compile_s,
+  warmup,
+  times,
+  flops_per_device,
+  memory,
+  note="",
+  cpu_flops=None,
 ) -> dict:
-  """The report of one leg (see the module docstring for the fields)."""
+  """The report of one leg (see the module docstring for the fields).
+
+  `cpu_flops`: the step's FLOPs from its CPU lowering (`cpu_lowering_flops`); used instead of
+  the compiled program's count when given.
+  """
   kind, n = devices[0].device_kind, len(devices)
   median = statistics.median(times)
-  flops = None if flops_per_device is None else flops_per_device * n
+  device_flops = None if flops_per_device is None else flops_per_device * n
+  if cpu_flops is not None:
+    flops, source = cpu_flops, "cpu_lowering"
+  else:
+    flops = device_flops
+    source = None if flops is None else f"xla_{devices[0].platform}_compiled"
   tflops_per_s = None if flops is None else flops / median / 1e12
   dtype = compute_dtype(config)
   peak = peak_tflops(kind, dtype)
@@ -144,12 +211,38 @@ def make_report(
     "step_ms_mean": 1e3 * statistics.fmean(times),
     "examples_per_s": batch_size / median,
     "flops_per_step": flops,
+    "flops_source": source,
+    "flops_per_step_device": device_flops,
     "tflops_per_s": tflops_per_s,
     "peak_tflops_per_device": peak,
     "mfu": mfu,
     "memory": memory,
     "note": note,
   }
+
+
+def with_batch_size(config: ml_collections.ConfigDict, batch_size: int):
+  """A copy of `config` whose global training batch is `batch_size` (for batch sweeps).
+
+  Extra streams (`config.data.streams.<name>.batch_size`: MCPM's meta batch, the unlabelled
+  batch of semi-supervised methods, LTUDA's sub-datasets) are scaled by the same factor, so
+  their ratio to the main batch is kept (rounded, at least 1).
+
+  Example:
+    >>> from configs import maxquery
+    >>> from benchmarks.harness import with_batch_size
+    >>> with_batch_size(maxquery.get_config("smoke"), 16).data.batch_size
+    16
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size={batch_size} must be ≥ 1.")
+  config = copy.deepcopy(config)
+  old = config.data.batch_size
+  with config.unlocked():
+    config.data.batch_size = int(batch_size)
+    for stream in (config.data.get("streams") or {}).values():
+      stream.batch_size = max(1, round(stream.batch_size * batch_size / old))
+  return config
 
 
 def _step_keys(rng, count: int):
@@ -196,6 +289,7 @@ def benchmark_config(
   iters: int = 10,
   devices=None,
   stage: str | None = None,
+  flops_from: str = "auto",
 ) -> dict:
   """Benchmarks one stage's production step: `jax.jit`, sharded over the mesh, donating.
 
@@ -205,12 +299,17 @@ def benchmark_config(
     iters: timed steps (at least 1).
     devices: devices of the mesh; defaults to all.
     stage: name of the stage whose step is timed; None = the first.
+    flops_from: where `flops_per_step` comes from: "cpu" (the step's CPU lowering,
+      `cpu_lowering_flops`), "device" (the compiled program's own `cost_analysis()`), or "auto"
+      (the default: "device" on CPU meshes, where both agree, "cpu" elsewhere).
 
   Returns:
     The report dict (module docstring), with `leg="jit"`, `stage` and `input_shapes`.
   """
   if iters < 1:
     raise ValueError(f"iters={iters} must be ≥ 1.")
+  if flops_from not in ("auto", "cpu", "device"):
+    raise ValueError(f"flops_from={flops_from!r}; expected 'auto', 'cpu' or 'device'.")
   setup = RunSetup(config, devices)
   index = stage_index(setup, stage)
   stage = setup.stages[index]
@@ -235,6 +334,12 @@ def benchmark_config(
     compiled = setup.compile_step(stage, shardings).lower(state, batch, keys[0]).compile()
     step, args_for = compiled, lambda i: (batch, keys[i])  # noqa: E731
   compile_s = time.perf_counter() - start
+  platform = setup.mesh.devices.flat[0].platform
+  cpu_flops = None
+  if flops_from == "cpu" or (flops_from == "auto" and platform != "cpu"):
+    # Before the timed steps donate `state`; the function of step 0, as `compiled`.
+    fn = stage.variants[stage.variant_of(0)] if stage.variants else stage.train_step
+    cpu_flops = cpu_lowering_flops(fn, state, batch, keys[0])
   state, times = time_steps(step, state, args_for, warmup, iters)
   del state
   report = make_report(
@@ -246,6 +351,7 @@ def benchmark_config(
     warmup=warmup,
     times=times,
     flops_per_device=xla_flops(compiled),
+    cpu_flops=cpu_flops,
     memory=memory_stats(compiled),
     note=f"stage {stage.name!r}; NamedSharding over mesh {dict(setup.mesh.shape)}",
   )

@@ -4,6 +4,7 @@ r"""Benchmarks one config's train step and records the results.
   python -m benchmarks.run --config=configs/scunet.py --iters=5 --nopmap \
       --config.data.batch_size=64
   python -m benchmarks.run --config=configs/tend.py --stage=margin
+  python -m benchmarks.run --config=configs/maxquery.py:full --batch_sizes=8,16,32 --nopmap
 
 `--stage` picks the stage whose step is timed (default: the method's first), e.g. TEND's
 `autoencoder` / `margin`, CVAD's `cvae` / `discriminator`; its state is the one the stage starts
@@ -16,6 +17,11 @@ MCPM / MW-Net meta step, the ACTION++ step, U-Net + MORSE, the LTUDA step and th
 `benchmarks/torch_*.py`;
 skipped for other models and when PyTorch is not installed: `pip install -e .[bench]`).
 The persistent compilation cache stays off so `compile s` is a real compilation.
+
+`--batch_sizes=8,16,32` sweeps the global batch (`harness.with_batch_size`: extra streams keep
+their ratio to it); each batch is its own results entry, `<config> batch=<B>`. FLOPs per step
+(hence MFU) come from the step's CPU lowering on accelerators (`harness` docstring): the
+`flops_source` field of each leg says which count was used.
 """
 
 import functools
@@ -48,6 +54,9 @@ _TORCH = flags.DEFINE_bool(
 )
 _STAGE = flags.DEFINE_string(
   "stage", None, "Name of the stage whose train step is timed; default: the method's first."
+)
+_BATCH_SIZES = flags.DEFINE_list(
+  "batch_sizes", [], "Global batch sizes to sweep (default: the config's batch size alone)."
 )
 _NOTE = flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
 flags.mark_flags_as_required(["config"])
@@ -103,18 +112,21 @@ def torch_leg(config, jit_report: dict, warmup: int, iters: int) -> dict:
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  load_start = os.getloadavg()
   timing = {"warmup": _WARMUP.value, "iters": _ITERS.value, "stage": _STAGE.value}
-  legs = {"jit": harness.benchmark_config(config, **timing)}
-  if _PMAP.value:
-    legs["pmap"] = harness.benchmark_pmap_leg(config, **timing)
-  if _TORCH.value:
-    legs["torch"] = torch_leg(config, legs["jit"], _WARMUP.value, _ITERS.value)
-  path = report.write_results(
-    _OUT.value, config_name(), legs, report.environment(), _NOTE.value, load_start
-  )
-  print(f"Wrote {path}")
+  sweep = [int(b) for b in _BATCH_SIZES.value]
+  for batch in sweep or [None]:
+    config = _CONFIG.value if batch is None else harness.with_batch_size(_CONFIG.value, batch)
+    load_start = os.getloadavg()
+    legs = {"jit": harness.benchmark_config(config, **timing)}
+    if _PMAP.value:
+      legs["pmap"] = harness.benchmark_pmap_leg(config, **timing)
+    if _TORCH.value:
+      legs["torch"] = torch_leg(config, legs["jit"], _WARMUP.value, _ITERS.value)
+    name = config_name() + ("" if batch is None else f" batch={batch}")
+    path = report.write_results(
+      _OUT.value, name, legs, report.environment(), _NOTE.value, load_start
+    )
+    print(f"Wrote {path}")
   print(report.write_markdown(_OUT.value))
 
 

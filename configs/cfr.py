@@ -13,6 +13,11 @@ msgpack of its variables (`mlsup_jax.spurious.frozen_encoder.save_variables`) an
 source whose cases have `image`, `class_id` and — for reporting only — `group`).
 
 Options after the colon: `smoke` (tiny: seconds), `small` (the CI learns test's size).
+
+No `full` size: CFR's own training (ERM / DFR / CFR heads) runs on frozen embeddings, a few
+linear layers whose cost does not grow with image size; the paper's scale is that of the
+encoder (a frozen CLIP RN50 / ViT the authors only run forward), for which the closest config
+here is `configs/image_classifier.py:full` (256² images), benchmarked on its own.
 """
 
 import ml_collections

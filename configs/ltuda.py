@@ -18,7 +18,11 @@ Options after the colon (comma-separated):
       losses; full: every sub-dataset labels every organ — the upper bound);
   mixing=carvemix|cutmix (default carvemix: better on every seed of the study);
   small (48²: the study's size);  tiny (`small` with one image per sub-dataset per step: the
-  learns test's);  smoke;  3d.
+  learns test's);  smoke;  3d;  full (2-D, for accelerators: the authors' scale — 256² slices,
+  a 5-level U-Net (16 … 256) with 64-d prototype features (the code's), one slice per
+  sub-dataset a step (the code's batch of 4 over the four sets), 8000 + 4000 steps: our stand-in
+  for their 50 epochs, whose length in steps their toy set fixes and ours does not). The size
+  flag `full` is not `method=full` (the fully labelled upper bound); both may be given.
 
 Your own data: each sub-dataset is a `partial_labels` source over any labelled source, e.g. a
 NIfTI folder whose label maps use other values (`class_map`: value → organ number):
@@ -59,19 +63,25 @@ SUPERVISED_TERMS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "tiny", "small", "3d"}, values={"method": "ltuda", "mixing": "carvemix"}
+    arg,
+    flags={"smoke", "tiny", "small", "full", "3d"},
+    values={"method": "ltuda", "mixing": "carvemix"},
   )
   method = values["method"]
   if method not in METHODS:
     raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
   smoke, three_d = "smoke" in flags, "3d" in flags
-  size_name = "smoke" if smoke else next((f for f in ("tiny", "small") if f in flags), "default")
+  sizes_given = [f for f in ("smoke", "tiny", "small", "full") if f in flags]
+  if len(sizes_given) > 1 or ("full" in flags and three_d):
+    raise ValueError(f"Give at most one size (got {sizes_given}); full is 2-D (no 3d).")
+  size_name = sizes_given[0] if sizes_given else "default"
   # image size, training cases per sub-dataset, val / test cases, CDA / PDA steps, widths, batch
   size, per_set, num_val, num_test, cda, pda, features, batch = {
     "smoke": (32, 2, 2, 2, 4, 2, (8, 16), 1),
     "tiny": (48, 24, 8, 16, 400, 200, (16, 32, 64), 1),
     "small": (48, 24, 8, 16, 400, 200, (16, 32, 64), 2),
     "default": (64, 48, 16, 32, 800, 400, (16, 32, 64), 2),
+    "full": (256, 200, 32, 64, 8000, 4000, (16, 32, 64, 128, 256), 1),
   }[size_name]
   ltuda = method.startswith("ltuda")
   spatial_dims, depth = (3, 16) if three_d else (2, 16)
@@ -89,7 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "features": features,
       "dropout_rate": 0.0,
       "dtype": "float32",
-      "embedding_dim": 16 if smoke else 32,  # the prototype heads' features (the code: 64)
+      # the prototype heads' features (the code: 64)
+      "embedding_dim": 16 if smoke else (64 if size_name == "full" else 32),
     }
   )
   config.loss = losses.roles_section(

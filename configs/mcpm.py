@@ -22,6 +22,9 @@ Options after the colon (comma-separated):
   eval=test|val            evaluate on the test slices (default) or on disjoint validation
                            slices (for choosing hyper-parameters);
   small                    32² images, 600 steps: a CPU-sized run (learns tests, README table);
+  full                     the paper's scale, for accelerators: LIDC's 1906 noisy + 300 clean meta
+                           slices at 128², a 5-level U-Net (32 … 320), batch 16, 6000 steps
+                           (`configs/sections/noisy_label_data.py` says which numbers are ours);
   steps=N                  train N steps instead of the size's default (the cosine decay follows);
   smoke                    a tiny run for tests.
 Memory and time of the second-order meta step: `--config.meta.meta_every=k` updates the meta
@@ -41,7 +44,7 @@ VARIANTS = {"mcpm": "pixel", "mwnet": "image", "unet": "none"}
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
     arg,
-    flags={"smoke", "small"},
+    flags={"smoke", "small", "full"},
     values={
       "variant": "mcpm",
       "noise": "dilation",

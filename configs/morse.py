@@ -16,7 +16,11 @@ Options after the colon (comma-separated):
   variant=morse|implicit_only|moe_only|no_stochastic_gating|backbone   (default morse: the
       paper's head — implicit point head + MoE + stochastic gating; `backbone` trains the backbone
       alone with `configs`' plain segmentation method);
-  backbone=unet|scunet|kmax;  small (32² slices, 12 patients: the learns test);  smoke;  3d.
+  backbone=unet|scunet|kmax;  small (32² slices, 12 patients: the learns test);  smoke;  3d;
+  full (2-D, for accelerators: the authors' scale — ACDC-like 224² slices, 70 training
+      patients of 10 slices (ACDC's 70 / 10 / 20 split of SSL4MIS, which MORSE's code builds on),
+      a 5-level U-Net (16 … 256, SSL4MIS's), the authors' 256-wide experts and point MLPs,
+      batch 24 and 30000 steps (SSL4MIS's 2-D defaults; MORSE's paper states neither)).
 
 Data: the ACDC-like cardiac phantom (`data/phantoms/cardiac.py`: a thin myocardium ring around
 the LV, the RV beside it), 20 training patients of 8 slices at 48², all labelled; 6 test
@@ -72,9 +76,12 @@ def backbone_section(name: str, num_classes: int, features, smoke: bool) -> dict
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
-    arg, flags={"smoke", "small", "3d"}, values={"variant": "morse", "backbone": "unet"}
+    arg, flags={"smoke", "small", "full", "3d"}, values={"variant": "morse", "backbone": "unet"}
   )
   smoke, small, volumetric = "smoke" in flags, "small" in flags, "3d" in flags
+  full = "full" in flags
+  if len({"smoke", "small", "full"} & flags) > 1 or (full and volumetric):
+    raise ValueError("Give at most one of smoke, small and full; full is 2-D (no 3d).")
   variant, backbone = values["variant"], values["backbone"]
   if variant not in VARIANTS:
     raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}.")
@@ -85,6 +92,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if smoke
     else ((32, 8, 12, 6, 400, (8, 16, 32)) if small else (48, 8, 20, 6, 1000, (16, 32, 64)))
   )
+  if full:
+    size, slices, train_patients, test_patients = 224, 10, 70, 20
+    steps, features = 30000, (16, 32, 64, 128, 256)
   if volumetric:
     num_classes = AbdomenPhantomSource.NUM_CLASSES
     data = abdomen_data(
@@ -104,7 +114,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       {
         "train_source": {**phantom, "split": "train", "num_patients": train_patients},
         "eval_source": {**phantom, "split": "test", "num_patients": test_patients},
-        "batch_size": 8,
+        "batch_size": 24 if full else 8,
         "seed": 0,
         "spatial_dims": 2,
         "num_classes": num_classes,
@@ -126,7 +136,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict(section)
   else:
     config.method = "morse"
-    width = 8 if smoke else 32  # The authors' 256 / 256 / 512 at 224² slices.
+    width = 8 if smoke else (256 if full else 32)  # The authors' 256 at 224² slices.
     config.model = ml_collections.ConfigDict(
       {
         "name": "morse",
@@ -135,7 +145,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "feature_dim": width,
         "expert_dim": width,
         "max_dropped_experts": 4,  # The authors' use_num (2 for TransUNet's 3 scales).
-        "fc_dim": 2 * width,
+        "fc_dim": width if full else 2 * width,  # The authors' fc_dim: 256.
         "num_fc": 3,
         # The authors' 2048 training points and 8192 refined points are ~3 % and 12.5 % of a
         # 256² slice; the same fractions here.

@@ -32,6 +32,10 @@ Options after the colon (comma-separated):
   eval=test|val              evaluate on the test slices (default) or on disjoint validation
                              slices (for choosing hyper-parameters);
   small                      32² images, 600 steps: a CPU-sized run (learns tests, README table);
+  full                       the papers' scale, for accelerators: 2206 slices at 128², a 5-level
+                             U-Net (32 … 320), batch 16, UA-MT's 6000 steps; PINT's 3-D V-Net on
+                             112×112×80 LA patches is a 2-D U-Net here, like every size
+                             (`configs/sections/noisy_label_data.py` says which numbers are ours);
   steps=N                    train N steps instead of the size's default (the cosine decay and
                              the τ / pseudo-label ramp-ups follow);
   smoke                      a tiny run for tests.
@@ -65,7 +69,7 @@ VARIANTS = {
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
     arg,
-    flags={"smoke", "small"},
+    flags={"smoke", "small", "full"},
     values={
       "variant": "pint",
       "noise": "dilation",

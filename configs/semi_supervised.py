@@ -21,6 +21,11 @@ Options after the colon (comma-separated):
   antithetic      ARCO's antithetic draws;
   pretrain        ACTION's two distillation pretraining stages first (kind=action / action_pp);
   small           32² slices, 12 training patients, 400 steps (the learns test's size);
+  full            the authors' scale, for accelerators: ACDC-like 256² slices (SSL4MIS's patch),
+                  70 / 10 / 20 patients of 10 slices (ACDC's split), SSL4MIS's 5-level U-Net
+                  (16 … 256), 30000 steps and the code's contrast sizes (256 queries, 512
+                  negatives, TSC queue 12288); 4 labelled + 8 unlabelled slices a step as the
+                  other sizes (ACTION++'s code: batch 4);
   smoke           a tiny run for tests.
 
 Model selection: `python -m launch.semi_supervised` (the study) evaluates every kept checkpoint
@@ -61,12 +66,15 @@ ACTION_KINDS = ("action", "action_pp", "arco", "mona")  # ACTION's fine-tuning b
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   flags, values = common.parse_arg(
     arg,
-    flags={"smoke", "small", "antithetic", "pretrain"},
+    flags={"smoke", "small", "full", "antithetic", "pretrain"},
     values={"kind": "mean_teacher", "labelled": "1", "sampling": "uniform"},
   )
   kind, smoke = values["kind"], "smoke" in flags
   explicit_sampling = "sampling=" in (arg or "")
-  size_name = "smoke" if smoke else "small" if "small" in flags else "default"
+  sizes_given = [f for f in ("smoke", "small", "full") if f in flags]
+  if len(sizes_given) > 1:
+    raise ValueError(f"Give at most one of smoke, small and full; got {sizes_given}.")
+  size_name = sizes_given[0] if sizes_given else "default"
   if kind not in KINDS:
     raise ValueError(f"Unknown kind {kind!r}; expected one of {KINDS}.")
   labelled = int(values["labelled"])
@@ -75,7 +83,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     "smoke": (32, 4, 4, 1, 2, 6, (8, 16)),
     "small": (32, 8, 12, 2, 4, 400, (8, 16, 32)),
     "default": (48, 8, 20, 3, 6, 800, (16, 32, 64)),
+    "full": (256, 10, 70, 10, 20, 30000, (16, 32, 64, 128, 256)),
   }[size_name]
+  contrast_size = "default" if size_name == "full" else size_name  # the code's sizes
 
   config = ml_collections.ConfigDict()
   config.method = "semi_supervised"
@@ -107,8 +117,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "regional_contrast": {
           # ACTION / ARCO: 256 queries, 512 negatives; fewer at the smaller sizes (a multiple of
           # the 16 sampling groups), where the contrast would otherwise dominate the CPU step.
-          "num_queries": {"smoke": 32, "small": 64, "default": 256}[size_name],
-          "num_negatives": {"smoke": 32, "small": 128, "default": 512}[size_name],
+          "num_queries": {"smoke": 32, "small": 64, "default": 256}[contrast_size],
+          "num_negatives": {"smoke": 32, "small": 128, "default": 512}[contrast_size],
           # ARCO: stratified groups over space unless asked otherwise.
           "sampling": "spatial" if kind == "arco" and not explicit_sampling else values["sampling"],
           "antithetic": "antithetic" in flags,
@@ -162,8 +172,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # fewer anchors and a shorter queue at the smaller sizes).
       "tsc": {
         "weight": 0.01,
-        "anchors_per_class": {"smoke": 16, "small": 64, "default": 256}[size_name],
-        "queue_size": {"smoke": 128, "small": 3072, "default": 12288}[size_name],
+        "anchors_per_class": {"smoke": 16, "small": 64, "default": 256}[contrast_size],
+        "queue_size": {"smoke": 128, "small": 3072, "default": 12288}[contrast_size],
         "target_weight": 0.1,
         "temperature_low": 0.07,
         "contrast_temperature_low": 0.1,  # the regional contrast's τ follows the same cycle
