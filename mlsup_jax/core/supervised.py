@@ -63,6 +63,12 @@ class SupervisedMethod:
     """`(loss, scalar metrics)` of the model's training-mode `outputs` on `batch`."""
     raise NotImplementedError
 
+  def network_inputs(self, batch: dict) -> dict:
+    """Further keyword inputs of the model in training mode (none by default; Mask R-CNN reads
+    the instance map there to sample its targets)."""
+    del batch
+    return {}
+
   def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
     params, model_state = init_network(self.model, rng, example_batch["image"], self.init_rng_names)
     return TrainState.create(params=params, optimizer=self.optimizer, model_state=model_state)
@@ -78,6 +84,7 @@ class SupervisedMethod:
         batch["image"],
         train=True,
         rngs={self.step_rng_name: rng},
+        **self.network_inputs(batch),
       )
       loss, metrics = self.objective(outputs, batch)
       return loss, (model_state, metrics)

@@ -35,6 +35,7 @@ _ANOMALY = "mlsup_jax.losses.anomaly"
 _PARTIAL = "mlsup_jax.losses.partial_labels"
 _RETRIEVAL = "mlsup_jax.losses.retrieval"
 _METRIC = "mlsup_jax.losses.metric_learning"
+_DETECTION = "mlsup_jax.losses.detection"
 
 # Term name → `LossTerm(function, outputs it reads, batch keys it reads)`.
 LOSSES = Registry(
@@ -97,6 +98,22 @@ LOSSES = Registry(
       f"{_RETRIEVAL}:pms_proxy",
       ("finding_embeddings", "proxies", "has_proxy", "prevalence"),
       ("labels",),
+    ),
+    # Mask R-CNN (the model returns its sampled targets next to its predictions).
+    "rpn_objectness": LossTerm(
+      f"{_DETECTION}:rpn_objectness", ("rpn_logits", "rpn_labels", "rpn_weights")
+    ),
+    "rpn_box": LossTerm(
+      f"{_DETECTION}:rpn_box", ("rpn_deltas", "rpn_target_deltas", "rpn_positive")
+    ),
+    "roi_class": LossTerm(
+      f"{_DETECTION}:roi_class", ("roi_class_logits", "roi_labels", "roi_valid")
+    ),
+    "roi_box": LossTerm(
+      f"{_DETECTION}:roi_box", ("roi_deltas", "roi_target_deltas", "roi_positive")
+    ),
+    "roi_mask": LossTerm(
+      f"{_DETECTION}:roi_mask", ("mask_logits", "mask_targets", "mask_positive")
     ),
   },
 )

@@ -23,5 +23,6 @@ METHODS = Registry(
     "image_classifier": "mlsup_jax.methods.image_classifier:ImageClassifierMethod",
     "pms": "mlsup_jax.methods.pms:PmsMethod",
     "embedding_retrieval": "mlsup_jax.methods.embedding_retrieval:EmbeddingRetrievalMethod",
+    "mask_rcnn": "mlsup_jax.methods.mask_rcnn:MaskRcnnMethod",
   },
 )

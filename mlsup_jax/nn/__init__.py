@@ -29,6 +29,7 @@ MODELS = Registry(
     "cnn_classifier": "mlsup_jax.nn.classifier:SmallCNNClassifier",
     "morse": "mlsup_jax.nn.morse:Morse",
     "resnet": "mlsup_jax.nn.resnet:ResNet",
+    "mask_rcnn": "mlsup_jax.nn.mask_rcnn:MaskRCNN",
     "class_wise_embedder": "mlsup_jax.nn.retrieval_heads:ClassWiseEmbedder",
   },
 )

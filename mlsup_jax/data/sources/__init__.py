@@ -23,7 +23,8 @@ Wrappers over any source (their `base` is a source config or a built source, `as
 `ood_split` (`ood_splits.py`), `semi_supervised_split` (`labelled_split.py`), `partial_labels`
 (`partial_labels.py`: a sub-dataset that annotates only some organs, with `known`),
 `query_database` (`query_database.py`: queries + database for retrieval, flagged `query`),
-`annotated` (`annotated.py`: per-example values from an `.npz`, e.g. OSCARS's bins). Phantoms:
+`annotated` (`annotated.py`: per-example values from an `.npz`, e.g. OSCARS's bins),
+`weak_droplet_labels` (`weak_instances.py`: §3.2's weak droplet instances as `label`). Phantoms:
 `mlsup_jax/data/phantoms/`.
 """
 
@@ -55,6 +56,7 @@ DATASETS = Registry(
     "partial_labels": "mlsup_jax.data.sources.partial_labels:PartialLabelSource",
     "query_database": "mlsup_jax.data.sources.query_database:QueryDatabaseSource",
     "annotated": "mlsup_jax.data.sources.annotated:AnnotatedSource",
+    "weak_droplet_labels": "mlsup_jax.data.sources.weak_instances:WeakDropletLabelSource",
     "phantom_bac": "mlsup_jax.data.phantoms.bac:BacPhantomSource",
     "phantom_abdomen": "mlsup_jax.data.phantoms.abdomen:AbdomenPhantomSource",
     "phantom_nuclei": "mlsup_jax.data.phantoms.nuclei:NucleiPhantomSource",
