@@ -24,25 +24,13 @@ their ratio to it); each batch is its own results entry, `<config> batch=<B>`. F
 `flops_source` field of each leg says which count was used.
 """
 
-import functools
 import os
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks import (
-  harness,
-  report,
-  torch_anomaly,
-  torch_kmax,
-  torch_ltuda,
-  torch_mcpm,
-  torch_morse,
-  torch_pms,
-  torch_scunet,
-  torch_semi_supervised,
-)
+from benchmarks import harness, report
+from benchmarks.torch_legs import TORCH_BENCHMARKS, torch_leg  # noqa: F401 (re-exported)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
 _OUT = flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
@@ -69,45 +57,6 @@ def config_name() -> str:
   overrides = config_flags.get_override_values(flag)
   stage = "" if _STAGE.value is None else f" stage={_STAGE.value}"
   return name + stage + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
-
-
-# `config.model.name`, or `<config.method>/<stage>` for methods whose stages train different
-# networks → `benchmark(config, batch, warmup, iters, device, image_shape)`.
-TORCH_BENCHMARKS = {
-  "kmax": torch_kmax.benchmark_torch_kmax,
-  "unet": torch_kmax.benchmark_torch_unet,
-  "tend/autoencoder": torch_anomaly.benchmark_torch_tend_autoencoder,
-  "tend/margin": torch_anomaly.benchmark_torch_tend_margin,
-  "cvad/cvae": torch_anomaly.benchmark_torch_cvad_cvae,
-  "cvad/discriminator": torch_anomaly.benchmark_torch_cvad_discriminator,
-  "mcpm/train": torch_mcpm.benchmark_torch_mcpm,
-  "semi_supervised/train": torch_semi_supervised.benchmark_torch_semi_supervised,  # ACTION++
-  "morse": torch_morse.benchmark_torch_morse,  # U-Net + MORSE
-  "ltuda/cda": functools.partial(torch_ltuda.benchmark_torch_ltuda, stage="cda"),
-  "ltuda/cda_pda": functools.partial(torch_ltuda.benchmark_torch_ltuda, stage="cda_pda"),
-  "pms/warmup": functools.partial(torch_pms.benchmark_torch_pms, stage="warmup"),
-  "pms/pms": functools.partial(torch_pms.benchmark_torch_pms, stage="pms"),
-}
-
-
-def torch_leg(config, jit_report: dict, warmup: int, iters: int) -> dict:
-  """The PyTorch network at the jit leg's batch shape, on the GPU when JAX has one."""
-  model_name = config.model.get("name")
-  benchmark = TORCH_BENCHMARKS.get(f"{config.method}/{jit_report.get('stage')}")
-  benchmark = benchmark or TORCH_BENCHMARKS.get(model_name)
-  if benchmark is not None:
-    device = "cuda" if jax.default_backend() == "gpu" else "cpu"
-    image_shape = jit_report["input_shapes"]["image"][1:]  # [*S, C].
-    return benchmark(config, jit_report["batch_size"], warmup, iters, device, image_shape)
-  if model_name != "scunet":
-    what = model_name or f"{config.method}/{jit_report.get('stage')}"
-    return {"leg": "torch", "skipped": f"no PyTorch implementation of {what!r}"}
-  batch, height, width, channels = jit_report["input_shapes"]["image"]
-  batch = jit_report["batch_size"]
-  if height != width or channels != 3:
-    return {"leg": "torch", "skipped": f"needs square 3-channel inputs, got {height}×{width}"}
-  device = "cuda" if jax.default_backend() == "gpu" else "cpu"
-  return torch_scunet.benchmark_torch_scunet(batch, height, warmup, iters, device)
 
 
 def main(argv):

@@ -1,12 +1,39 @@
 """The timing loop and the report every PyTorch benchmark leg shares (same fields as the JAX
-legs' reports)."""
+legs' reports).
+
+Every leg is eager by default. Inside `with compiled():` the same legs run their whole step
+function (forward, loss, backward, clipping, optimizer step) under `torch.compile`: that is the
+`torch_compile` leg of `benchmarks/device_suite.py`, with no change to the legs themselves.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
 from collections.abc import Callable
+
+# The `torch.compile` mode of the legs run inside `compiled(...)` (None: eager), and the seconds
+# of the last compiled leg's first call (compilation + one step).
+_COMPILE: dict = {"mode": None, "first_step_s": None}
+
+
+@contextlib.contextmanager
+def compiled(mode: str = "default"):
+  """Runs the torch legs called inside with their step function under `torch.compile(mode=...)`.
+
+  Example:
+    >>> from benchmarks import torch_report
+    >>> with torch_report.compiled("default"):  # doctest: +SKIP
+    ...   report = torch_kmax.benchmark_torch_kmax(config, 8, warmup=3, iters=10)
+  """
+  previous = dict(_COMPILE)
+  _COMPILE.update(mode=mode, first_step_s=None)
+  try:
+    yield
+  finally:
+    _COMPILE.update(previous)
 
 
 def timed_steps(torch, dev, step: Callable[[], object], *, warmup: int, iters: int) -> list[float]:
@@ -19,12 +46,21 @@ def timed_steps(torch, dev, step: Callable[[], object], *, warmup: int, iters: i
   cuda = dev.type == "cuda"
   if cuda:
     torch.cuda.reset_peak_memory_stats(dev)
+  if _COMPILE["mode"] is not None:
+    # A fresh Dynamo cache per leg: another leg's graphs would count towards the recompile limit.
+    torch._dynamo.reset()
+    step = torch.compile(step, mode=_COMPILE["mode"])
+    if warmup < 2:
+      # Call 1 compiles; call 2 may recompile (optimizer state appears after the first step).
+      raise ValueError(f"torch.compile legs need warmup ≥ 2, got {warmup}.")
   times = []
   for i in range(warmup + iters):
     start = time.perf_counter()
     step()
     if cuda:
       torch.cuda.synchronize(dev)
+    if i == 0:
+      _COMPILE["first_step_s"] = time.perf_counter() - start
     if i >= warmup:
       times.append(time.perf_counter() - start)
   return times
@@ -47,14 +83,17 @@ def torch_report(
   """
   cuda = dev.type == "cuda"
   median = statistics.median(times)
+  mode = _COMPILE["mode"]
+  how = "eager" if mode is None else f"torch.compile(mode={mode!r}) of the whole step,"
   return {
-    "leg": "torch",
+    "leg": "torch" if mode is None else "torch_compile",
     "device_kind": torch.cuda.get_device_name(dev) if cuda else "cpu",
     "platform": dev.type,
     "device_count": 1,
     "dtype": dtype,
     "batch_size": batch,
-    "compile_s": None,
+    # torch.compile: the first call's seconds (compilation and one step); eager: none.
+    "compile_s": None if mode is None else _COMPILE["first_step_s"],
     "warmup": warmup,
     "iters": iters,
     "step_ms_min": 1e3 * min(times),
@@ -66,7 +105,7 @@ def torch_report(
     "mfu": None,
     "memory": {"peak_bytes": int(torch.cuda.max_memory_allocated(dev)) if cuda else None},
     "note": (
-      f"eager PyTorch {torch.__version__}, {layout}, {torch.get_num_threads()} CPU threads, "
+      f"{how} PyTorch {torch.__version__}, {layout}, {torch.get_num_threads()} CPU threads, "
       f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}"
     ),
     "parameters": parameters,
