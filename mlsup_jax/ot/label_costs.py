@@ -15,6 +15,9 @@ both datasets, so one matrix holds the A–B, A–A and B–B blocks the debiase
   S_ε(α_i, α_j) = OT_ε(α_i, α_j) − ½ OT_ε(α_i, α_i) − ½ OT_ε(α_j, α_j) on the cost ‖x − x'‖²,
   clipped at 0. It tends to the unregularised W_2² as ε → 0. otdd's 'exact' is not debiased,
   so a dataset's distance to itself is not 0 there (≈ 0.26 on a small test); here S_ε(α, α) = 0.
+  With ε absolute and class clouds far apart, cost/ε is large (≈ 6000 for unit-variance
+  classes 3σ apart in 16-D), so the A–B problems run ε-scaling first (`INNER_SETTINGS`);
+  pairs that still miss the tolerance are reported, not hidden.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ott.geometry import geometry
 from threadpoolctl import threadpool_limits  # Installed with scikit-learn.
 
 from mlsup_jax.ot.class_clouds import ClassClouds
-from mlsup_jax.ot.sinkhorn_solver import OTSolve, SinkhornSettings, solve_ot
+from mlsup_jax.ot.sinkhorn_solver import OTSolve, SinkhornSettings, annealed_epsilon, solve_ot
 
 _HIGHEST = jax.lax.Precision.HIGHEST  # TF32 matmuls on GPUs would perturb the costs by ~1e-3.
 
@@ -135,8 +138,13 @@ def squared_distances(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def _entropic_ot(x, a, y, b, epsilon, settings, symmetric, accelerated) -> OTSolve:
-  """OT_ε(a, b) on ‖x − y‖² (ott-jax's `reg_ot_cost`)."""
-  geom = geometry.Geometry(cost_matrix=squared_distances(x, y), epsilon=epsilon)
+  """OT_ε(a, b) on ‖x − y‖² (ott-jax's `reg_ot_cost`); ε-scaled from the largest real cost
+  if `settings.epsilon_decay` < 1 (not for self-transport: it converges in a few iterations)."""
+  cost = squared_distances(x, y)
+  if not symmetric:
+    real = (a[:, None] > 0) & (b[None, :] > 0)  # Padding rows/columns do not set the scale.
+    epsilon = annealed_epsilon(epsilon, jnp.max(jnp.where(real, cost, 0.0)), settings)
+  geom = geometry.Geometry(cost_matrix=cost, epsilon=epsilon)
   return solve_ot(geom, a, b, settings, symmetric=symmetric, accelerated=accelerated)
 
 
@@ -149,48 +157,89 @@ def _self_terms(points, weights, epsilon, settings: SinkhornSettings) -> OTSolve
   return jax.lax.map(one_class, (points, weights), batch_size=4)
 
 
-@functools.partial(jax.jit, static_argnames=("settings", "accelerated"))
-def _pair_terms(points, weights, rows, cols, epsilon, settings, accelerated) -> OTSolve:
+@functools.partial(jax.jit, static_argnames=("settings", "accelerated", "batch_size"))
+def _pair_terms(points, weights, rows, cols, epsilon, settings, accelerated, batch_size):
   def one_pair(pair):
     i, j = pair
     x, a, y, b = points[i], weights[i], points[j], weights[j]
     return _entropic_ot(x, a, y, b, epsilon, settings, symmetric=False, accelerated=accelerated)
 
-  return jax.lax.map(one_pair, (rows, cols), batch_size=4)
+  return jax.lax.map(one_pair, (rows, cols), batch_size=batch_size)
+
+
+def _pair_batch_size() -> int:
+  # Vectorised pairs run until the slowest lane converges, and iteration counts differ ~10×
+  # between pairs; on a CPU one pair at a time was 1.6× faster (3.1 vs 4.8 s, issue-28 case).
+  # Accelerators need the lanes to be busy.
+  return 1 if jax.default_backend() == "cpu" else 8
 
 
 def exact_label_costs(
   clouds: ClassClouds, epsilon: float, settings: SinkhornSettings
-) -> tuple[np.ndarray, bool]:
+) -> tuple[np.ndarray, np.ndarray]:
   """Debiased entropic W_2² between every pair of class clouds (no Gaussian approximation).
 
-  Pairs whose accelerated solve diverged are solved again without momentum (padded to the same
-  pair count, so at most one more compilation).
+  Every pair is solved in float32 first (ε-scaling, then momentum: `settings`). Pairs that
+  missed the tolerance are solved again in float64 (scoped `jax.enable_x64`): with cost/ε ≈ 6000
+  float32 potentials put a floor of ~1e-3 under the marginal error once momentum over-relaxes
+  (a weight ≈ 1.9 amplifies rounding ~10×; one issue-28 pair sat at 2e-3 for 20 000 iterations
+  while its cost had settled to 1e-7). float64 costs 2.3× more per iteration on a CPU, hence
+  only for those pairs. Pairs whose float64 accelerated solve diverged run once more without
+  momentum. Re-runs are padded to power-of-two counts (few compilations).
 
   Args:
     clouds: padded class clouds (`points: [S, M, D]`, C real classes).
     epsilon: entropic ε, absolute, in units of ‖x − x'‖².
-    settings: inner solver numerics.
+    settings: inner solver numerics (`sinkhorn_solver.INNER_SETTINGS` is OTDD's default).
 
   Returns:
-    (`[C, C]` float64 numpy, symmetric, zero diagonal; whether every Sinkhorn run converged).
+    (`[C, C]` float64 numpy, symmetric, zero diagonal; `[C, C]` bool, whether the Sinkhorn
+    runs behind each entry (the pair and both self-transport terms) met the tolerance).
+
+  Example:
+    >>> import numpy as np
+    >>> from mlsup_jax.ot.class_clouds import class_clouds
+    >>> from mlsup_jax.ot.sinkhorn_solver import INNER_SETTINGS
+    >>> x = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+    >>> x[20:] = x[:20] + 3.0  # Class 1 is class 0 moved by (3, 3): S_ε = W_2² = 18.
+    >>> clouds = class_clouds(x, np.repeat([0, 1], 20), 2)
+    >>> costs, converged = exact_label_costs(clouds, 0.1, INNER_SETTINGS)
+    >>> bool(converged.all()), round(float(costs[0, 1]), 2)
+    (True, 18.0)
   """
   slots = clouds.points.shape[0]
   rows, cols = _upper_pairs(slots)
-  # Entropic OT runs in float32 (the jitted solver's dtype), weights included.
+  batch = _pair_batch_size()
+  accelerated = settings.adaptive_momentum
   points, weights = clouds.points, clouds.weights.astype(np.float32)
   selves = jax.device_get(_self_terms(points, weights, epsilon, settings))
-  accelerated = settings.adaptive_momentum
-  pairs = jax.device_get(_pair_terms(points, weights, rows, cols, epsilon, settings, accelerated))
-  pair_costs, pair_converged = np.array(pairs.cost), np.array(pairs.converged)
-  redo = np.flatnonzero(pairs.diverged)
-  if len(redo):
-    fill = np.resize(redo, len(rows))  # Same length as before: no new shapes.
-    again = _pair_terms(points, weights, rows[fill], cols[fill], epsilon, settings, False)
-    again = jax.device_get(again)
+  pairs = _pair_terms(points, weights, rows, cols, epsilon, settings, accelerated, batch)
+  pairs = jax.device_get(pairs)
+  pair_costs = np.asarray(pairs.cost, np.float64)
+  pair_converged = np.array(pairs.converged)
+
+  def solve_again(redo, momentum):
+    # Repeats up to a power of two: few shapes, without re-solving every pair (in float64).
+    fill = np.resize(redo, 1 << (len(redo) - 1).bit_length())
+    with jax.enable_x64(True):
+      again = _pair_terms(
+        points.astype(np.float64), clouds.weights, rows[fill], cols[fill], epsilon, settings,
+        momentum, batch,
+      )  # fmt: skip
+      again = jax.device_get(again)
     pair_costs[redo] = again.cost[: len(redo)]
     pair_converged[redo] = again.converged[: len(redo)]
+    return np.asarray(again.diverged[: len(redo)])
+
+  redo = np.flatnonzero(~pair_converged)
+  if len(redo):
+    diverged = solve_again(redo, accelerated)
+    if diverged.any():
+      solve_again(redo[diverged], False)
   self_costs = np.asarray(selves.cost, np.float64)
   values = pair_costs.astype(np.float64) - 0.5 * (self_costs[rows] + self_costs[cols])
-  converged = bool(np.all(selves.converged) and np.all(pair_converged))
+  self_ok = np.asarray(selves.converged)
+  pair_ok = pair_converged & self_ok[rows] & self_ok[cols]
+  converged = _symmetric(pair_ok.astype(np.float64), rows, cols, slots, clouds.num_classes) > 0
+  np.fill_diagonal(converged, self_ok[: clouds.num_classes])
   return _symmetric(np.maximum(values, 0.0), rows, cols, slots, clouds.num_classes), converged

@@ -47,8 +47,8 @@ import numpy as np
 
 from mlsup_jax.ot import class_clouds as clouds_lib
 from mlsup_jax.ot.label_costs import exact_label_costs, gaussian_label_costs
-from mlsup_jax.ot.outer_problem import label_augmented_divergence
-from mlsup_jax.ot.sinkhorn_solver import SinkhornSettings
+from mlsup_jax.ot.outer_problem import auto_batch_size, label_augmented_divergence
+from mlsup_jax.ot.sinkhorn_solver import INNER_SETTINGS, SinkhornSettings
 
 INNER_OT_METHODS = ("gaussian", "exact")
 
@@ -118,12 +118,12 @@ def otdd(
   min_class_count: int = 2,
   solver: SinkhornSettings = SinkhornSettings(),  # noqa: B008 (frozen, hashable)
   inner_epsilon: float = 0.1,
-  inner_solver: SinkhornSettings = SinkhornSettings(),  # noqa: B008
+  inner_solver: SinkhornSettings = INNER_SETTINGS,
   inner_max_samples: int | None = 1000,
   float64_label_costs: bool = True,
   class_pad_size: int | None = None,
   sample_pad_size: int | None = None,
-  batch_size: int | None = None,
+  batch_size: int | str | None = "auto",
   seed: int = 0,
 ) -> OTDDResult:
   """OTDD between labelled datasets A and B (conventions in the module docstring).
@@ -141,12 +141,14 @@ def otdd(
     min_class_count: classes with fewer samples are dropped with a warning.
     solver: outer Sinkhorn numerics (tolerance, iteration cap, momentum).
     inner_epsilon: ε of `"exact"`, absolute, in units of ‖x − x'‖².
-    inner_solver: Sinkhorn numerics of `"exact"`.
+    inner_solver: Sinkhorn numerics of `"exact"` (default: ε-scaling, then momentum).
     inner_max_samples: at most this many samples per class for `"exact"` (None: all).
     float64_label_costs: Gaussian statistics and Bures costs in float64.
     class_pad_size: padded class-cloud size (None: bucket of the largest class).
     sample_pad_size: padded outer cloud size (None: bucket of the samples used).
-    batch_size: None: dense cost matrices; int: blockwise online costs (`outer_problem`).
+    batch_size: None: dense `[n, m]` cost matrices; int: online costs recomputed in blocks of
+      that many rows each iteration (memory O(batch_size · m), `outer_problem`); "auto":
+      `outer_problem.auto_batch_size` (dense up to 10240² entries per matrix, else 256).
     seed: seeds the subsampling.
 
   Returns:
@@ -202,7 +204,19 @@ def otdd(
   if inner_ot == "gaussian":
     label_costs = gaussian_label_costs(class_clouds, float64=float64_label_costs)
   else:
-    label_costs, inner_converged = exact_label_costs(class_clouds, inner_epsilon, inner_solver)
+    label_costs, pair_converged = exact_label_costs(class_clouds, inner_epsilon, inner_solver)
+    inner_converged = bool(pair_converged.all())
+    if not inner_converged:
+      names = [f"A:{v}" for v in groups_a.values]
+      names += [] if same else [f"B:{v}" for v in groups_b.values]
+      rows, cols = np.nonzero(np.triu(~pair_converged))
+      pairs = ", ".join(f"({names[i]}, {names[j]})" for i, j in zip(rows, cols, strict=True))
+      warnings.warn(
+        f"OTDD exact inner OT: {len(rows)} class pair(s) missed the tolerance "
+        f"{inner_solver.threshold:g} within {inner_solver.max_iterations} iterations: {pairs}. "
+        "Their label costs are approximate; raise inner_epsilon or inner_solver.max_iterations.",
+        stacklevel=2,
+      )
 
   padded_labels = clouds_lib.padded_size(num_labels)
   label_matrix = np.zeros((padded_labels, padded_labels), np.float32)
@@ -210,6 +224,8 @@ def otdd(
   index_b = groups_b.class_index[pick_b] + offset_b
   xa, ya, wa = clouds_lib.pad_points(kept_a[pick_a], groups_a.class_index[pick_a], sample_pad_size)
   xb, yb, wb = clouds_lib.pad_points(kept_b[pick_b], index_b, sample_pad_size)
+  if batch_size == "auto":
+    batch_size = auto_batch_size(len(xa), len(xb))
   divergence, converged, iterations = label_augmented_divergence(
     xa, ya, wa, xb, yb, wb, label_matrix, lambda_x=lambda_x, lambda_y=lambda_y,
     epsilon=epsilon, settings=solver, batch_size=batch_size, same=same,

@@ -5,6 +5,9 @@ invariance, minimum class counts and input errors.
 Sizes are tiny and shapes shared between tests, so the file compiles only a handful of programs.
 """
 
+import importlib
+import warnings
+
 import numpy as np
 import pytest
 from scipy import linalg, optimize, special
@@ -13,6 +16,7 @@ from scipy.spatial.distance import cdist
 from mlsup_jax.ot import SinkhornSettings, embed, flatten_pixels, otdd
 from mlsup_jax.ot.class_clouds import class_clouds, padded_size
 from mlsup_jax.ot.label_costs import gaussian_label_costs
+from mlsup_jax.ot.outer_problem import auto_batch_size
 
 _MEANS = np.random.default_rng(123).normal(scale=2.0, size=(3, 4))  # Shared class structure.
 
@@ -188,6 +192,94 @@ def test_exact_inner_ot_matches_assignment_w2():
   np.testing.assert_allclose(result.label_costs, oracle, rtol=0.02)
 
 
+def _flipped_label_datasets(per_class):
+  """Issue 28's case: 5 Gaussian classes in 16-D (centres 3σ apart), 20 % of B's labels flipped
+  to another class, so B's class clouds are mixtures and cost/ε ≈ 6000 at ε = 0.1."""
+  centres = np.random.default_rng(7).normal(scale=3.0, size=(5, 16))
+  labels = np.repeat(np.arange(5), per_class)
+  rng = np.random.default_rng(0)
+  xa = centres[labels] + rng.normal(size=(5 * per_class, 16))
+  xb = centres[labels] + rng.normal(size=(5 * per_class, 16))
+  flip = rng.choice(5 * per_class, per_class, replace=False)  # 20 %.
+  yb = labels.copy()
+  yb[flip] = (yb[flip] + rng.integers(1, 5, size=len(flip))) % 5
+  return xa.astype(np.float32), labels, xb.astype(np.float32), yb
+
+
+def _small_flipped_label_datasets():
+  """The same kind of case in the shapes of `_dataset(48)` (3 classes of 16 in 4-D: compiled
+  programs are shared): centres 8σ apart, 3 of each B class's 16 labels moved to the next class
+  (sizes kept). The old solver left 1 pair unconverged; float32 misses 3 pairs here."""
+  centres = np.random.default_rng(3).normal(scale=8.0, size=(3, 4))
+  labels = np.arange(48) % 3
+  rng = np.random.default_rng(103)
+  xa, xb = (centres[labels] + rng.normal(size=(48, 4)) for _ in range(2))
+  yb = labels.copy()
+  for c in range(3):
+    yb[np.flatnonzero(labels == c)[:3]] = (c + 1) % 3
+  return xa.astype(np.float32), labels, xb.astype(np.float32), yb
+
+
+def _lp_w2_squared(x, y):
+  """Unregularised W_2² between uniform clouds of any sizes, by linear programming (HiGHS)."""
+  n, m = len(x), len(y)
+  constraints = np.concatenate([np.kron(np.eye(n), np.ones(m)), np.kron(np.ones(n), np.eye(m))])
+  marginals = np.concatenate([np.full(n, 1 / n), np.full(m, 1 / m)])
+  cost = cdist(x.astype(np.float64), y.astype(np.float64), "sqeuclidean").ravel()
+  result = optimize.linprog(cost, A_eq=constraints, b_eq=marginals, method="highs")
+  assert result.status == 0
+  return result.fun
+
+
+def _assert_exact_label_costs_converge_and_bracket_lp_w2(xa, ya, xb, yb, classes):
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # No "missed the tolerance" warning.
+    result = otdd(xa, ya, xb, yb, inner_ot="exact", inner_max_samples=None)
+  assert result.converged
+  # S_ε = OT_ε(a, b) − ½ OT_ε(a, a) − ½ OT_ε(b, b) with W ≤ OT_ε(a, b) ≤ W + ε log min(n, m)
+  # and 0 ≤ OT_ε(a, a) ≤ ε log n: a band of width ≈ ε log(nm) around the exact W_2²; 1e-3
+  # relative on top for the marginal tolerance 1e-3.
+  eps = 0.1
+  for i in range(classes):
+    for j in range(classes):
+      x, y = xa[ya == i], xb[yb == j]
+      w2 = _lp_w2_squared(x, y)
+      low = w2 - 0.5 * eps * (np.log(len(x)) + np.log(len(y)))
+      high = w2 + eps * np.log(min(len(x), len(y)))
+      assert low - 1e-3 * w2 <= result.label_costs[i, j] <= high + 1e-3 * w2, (i, j, w2)
+
+
+def test_exact_inner_ot_converges_on_mixed_classes_and_brackets_lp_w2():
+  """Issue 28: mixed classes far apart (cost/ε ≈ 10⁴): momentum diverged or float32 stalled,
+  and converged=False. Now: ε-scaling, momentum, a float64 re-solve of the missed pairs."""
+  _assert_exact_label_costs_converge_and_bracket_lp_w2(*_small_flipped_label_datasets(), 3)
+
+
+@pytest.mark.study
+def test_exact_inner_ot_converges_on_the_issue_case_at_40_per_class():
+  """Before: 8 pairs capped at 5000 iterations, converged=False, 13.6 s warm on 1 core; now
+  0.6 s warm (≈ 12 s of compilation, hence the study tier)."""
+  _assert_exact_label_costs_converge_and_bracket_lp_w2(*_flipped_label_datasets(40), 5)
+
+
+def test_exact_inner_ot_names_the_pairs_that_miss_the_tolerance(monkeypatch):
+  otdd_module = importlib.import_module("mlsup_jax.ot.otdd")  # `ot.otdd` is the function.
+  real = otdd_module.exact_label_costs
+
+  def one_pair_missed(*args):  # The real costs, with the pair (A:1, B:2) marked unconverged.
+    costs, converged = real(*args)
+    converged[1, 3 + 2] = converged[3 + 2, 1] = False
+    return costs, converged
+
+  monkeypatch.setattr(otdd_module, "exact_label_costs", one_pair_missed)
+  xa, ya, xb, yb = _small_flipped_label_datasets()
+  with pytest.warns(
+    UserWarning, match=r"1 class pair\(s\) missed the tolerance 0.001 .*: \(A:1, B:2\)\."
+  ):
+    result = otdd(xa, ya, xb, yb, inner_ot="exact", inner_max_samples=None)
+  assert not result.converged
+
+
 # ----------------------------------------------------------------------------- layout
 
 
@@ -210,6 +302,9 @@ def test_online_blockwise_costs_match_dense():
   xb, yb = _dataset(48, seed=2, shift=0.3)
   dense, online = otdd(xa, ya, xb, yb), otdd(xa, ya, xb, yb, batch_size=16)
   assert online.divergence == pytest.approx(dense.divergence, rel=1e-5)
+  # "auto" (the default) is dense at this size, online blocks above 10240 points per side.
+  assert dense.settings["batch_size"] is None and online.settings["batch_size"] == 16
+  assert auto_batch_size(10240, 10240) is None and auto_batch_size(10241, 10) == 256
 
 
 def test_padded_sizes_and_clouds():
