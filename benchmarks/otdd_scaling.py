@@ -1,7 +1,12 @@
-r"""OTDD wall time vs samples per side (`mlsup_jax.ot.otdd`, dense costs, Gaussian label costs).
+r"""OTDD wall time vs samples per side (`mlsup_jax.ot.otdd`, Gaussian label costs).
 
   python -m benchmarks.otdd_scaling --sizes=1000,2000,5000,10000 --out=benchmarks/results
   python -m benchmarks.otdd_scaling --sizes=10000,20000,40000 --classes=20 --dim=64  # GPU
+  python -m benchmarks.otdd_scaling --sizes=2500,5000,10000,20000 --batch_size=256 --repeats=1
+  python -m benchmarks.otdd_scaling --sizes=25000,50000,100000 --batch_size=256 --repeats=1
+
+`--batch_size`: "auto" (otdd's default: dense costs up to 10240 points per side, online blocks
+of 256 rows above), "dense", or a block size (online costs, never an n × m matrix in memory).
 
 Data: two synthetic labelled sets of "embeddings" of norm `--feature_norm` (`--classes`
 Gaussian class centres shared by both sets, within-class noise, B shifted before
@@ -44,6 +49,14 @@ def define_flags() -> None:
   flags.DEFINE_float("feature_norm", 3.0, "Norm of every feature vector.")
   flags.DEFINE_string("out", "benchmarks/results", "Folder for the JSON and RESULTS.md.")
   flags.DEFINE_string("note", "", "Free text stored with the results (e.g. host load).")
+  flags.DEFINE_string("batch_size", "auto", '"auto", "dense", or online block rows.')
+
+
+def parse_batch_size(value: str) -> int | str | None:
+  """`--batch_size` as otdd's argument: "auto", None (dense) or an int."""
+  if value in ("auto", "dense"):
+    return None if value == "dense" else value
+  return int(value)
 
 
 def synthetic_embeddings(
@@ -59,7 +72,9 @@ def synthetic_embeddings(
   return features.astype(np.float32), labels
 
 
-def peak_bytes_of_cross_problem(n: int, dim: int, classes: int) -> int | None:
+def peak_bytes_of_cross_problem(
+  n: int, dim: int, classes: int, batch_size: int | None = None
+) -> int | None:
   """XLA's argument + output + temp − alias bytes of the compiled A–B Sinkhorn program."""
   m = padded_size(n)
   x = jax.ShapeDtypeStruct((m, dim), np.float32)
@@ -69,7 +84,7 @@ def peak_bytes_of_cross_problem(n: int, dim: int, classes: int) -> int | None:
   costs = jax.ShapeDtypeStruct((slots, slots), np.float32)
   settings = SinkhornSettings()
   lowered = outer_lib.cross_ot.lower(
-    x, index, weight, x, index, weight, costs, 1.0, 1.0, 0.1, settings, None, True
+    x, index, weight, x, index, weight, costs, 1.0, 1.0, 0.1, settings, batch_size, True
   )
   memory = lowered.compile().memory_analysis()
   if memory is None:
@@ -82,18 +97,29 @@ def peak_bytes_of_cross_problem(n: int, dim: int, classes: int) -> int | None:
   )
 
 
-def benchmark_size(n: int, classes: int, dim: int, repeats: int, norm: float) -> dict:
-  """Cold and warm wall times of `otdd()` at `n` samples per side, in the report's leg format."""
+def benchmark_size(
+  n: int, classes: int, dim: int, repeats: int, norm: float, batch_size="auto"
+) -> dict:
+  """Cold and warm wall times of `otdd()` at `n` samples per side, in the report's leg format.
+
+  `batch_size` is otdd's: "auto", None (dense costs) or online block rows.
+  """
   features_a, labels_a = synthetic_embeddings(n, classes, dim, seed=0, norm=norm)
   features_b, labels_b = synthetic_embeddings(n, classes, dim, seed=1, shift=0.1, norm=norm)
+
+  def call():
+    return otdd(features_a, labels_a, features_b, labels_b, max_samples=None, batch_size=batch_size)
+
   start = time.perf_counter()
-  result = otdd(features_a, labels_a, features_b, labels_b, max_samples=None)
+  result = call()
   cold_s = time.perf_counter() - start
   warm = []
   for _ in range(repeats):
     start = time.perf_counter()
-    result = otdd(features_a, labels_a, features_b, labels_b, max_samples=None)
+    result = call()
     warm.append(time.perf_counter() - start)
+  blocks = result.settings["batch_size"]  # "auto" resolved.
+  costs = "dense" if blocks is None else f"online, blocks of {blocks} rows"
   median = statistics.median(warm)
   device = jax.devices()[0]
   return {
@@ -116,14 +142,16 @@ def benchmark_size(n: int, classes: int, dim: int, repeats: int, norm: float) ->
     "flops_per_step": None,
     "tflops_per_s": None,
     "mfu": None,
-    "memory": {"peak_bytes": peak_bytes_of_cross_problem(n, dim, classes)},
+    "memory": {"peak_bytes": peak_bytes_of_cross_problem(n, dim, classes, blocks)},
+    "costs": costs,
+    "cost_batch_size": blocks,
     "device_kind": device.device_kind,
     "device_count": 1,
     "platform": device.platform,
     "dtype": "float32",
     "iters": repeats,
     "ott_jax": importlib.metadata.version("ott-jax"),
-    "note": "one otdd() call = class stats + Bures (float64) + 3 dense Sinkhorn problems",
+    "note": f"one otdd() call = class stats + Bures (float64) + 3 Sinkhorn problems ({costs})",
   }
 
 
@@ -139,13 +167,14 @@ def main(argv):
   legs = {}
   for n in sizes:
     legs[n] = benchmark_size(
-      n, flags.FLAGS.classes, flags.FLAGS.dim, flags.FLAGS.repeats, flags.FLAGS.feature_norm
-    )
+      n, flags.FLAGS.classes, flags.FLAGS.dim, flags.FLAGS.repeats, flags.FLAGS.feature_norm,
+      parse_batch_size(flags.FLAGS.batch_size),
+    )  # fmt: skip
     leg = legs[n]
     print(
       f"n={n}: median {leg['step_ms_median'] / 1e3:.3f} s, cold {leg['cold_call_s']:.1f} s, "
       f"iterations {leg['iterations']}, {leg['ms_per_iteration']:.2f} ms/iteration, "
-      f"distance {leg['distance']:.4f}",
+      f"distance {leg['distance']:.4f}, {leg['costs']}",
       flush=True,
     )
   time_exponent = fit_exponent(sizes, [legs[n]["step_ms_median"] for n in sizes])
@@ -160,6 +189,8 @@ def main(argv):
     legs[n]["scaling"] = scaling
     f = flags.FLAGS
     name = f"otdd_scaling n={n} classes={f.classes} dim={f.dim} norm={f.feature_norm:g}"
+    if legs[n]["cost_batch_size"] is not None:
+      name += f" online={legs[n]['cost_batch_size']}"
     note = " ".join(filter(None, [scaling + ".", flags.FLAGS.note]))
     path = report.write_results(flags.FLAGS.out, name, {"jit": legs[n]}, env, note, load_start)
   print(f"Wrote {path}")

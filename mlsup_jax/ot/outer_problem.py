@@ -9,8 +9,9 @@ them (see `sinkhorn_solver`). Each term is its own jitted program instead, so A�
 one compilation when both sides have the same padded size, and OT(B, B) is not recomputed
 when B is A.
 
-Costs are dense `[n, m]` matrices by default (3 × 400 MB at 10k points per side, float32), or
-recomputed blockwise each iteration with `batch_size` (memory O(batch_size · m)).
+Costs are dense `[n, m]` matrices (3 × 400 MB at 10k points per side, float32), or recomputed
+blockwise each iteration with `batch_size` (memory O(batch_size · m): 100 MB of temporaries at
+256 × 100k). `auto_batch_size` picks dense up to 10240² entries per matrix and blocks above.
 """
 
 from __future__ import annotations
@@ -82,6 +83,24 @@ class BlockwisePointCloud(pointcloud.PointCloud):
       res = jax.lax.map(reduce_rows, (self.y, g), batch_size=self.batch_size)
       remove = g
     return res - jnp.where(jnp.isfinite(remove), remove, 0.0), jnp.ones_like(res)
+
+
+DENSE_MAX_ENTRIES = 10240 * 10240  # 400 MiB per float32 cost matrix; 3 matrices in flight.
+ONLINE_BATCH_SIZE = 256
+
+
+def auto_batch_size(n: int, m: int) -> int | None:
+  """None (dense costs) if the largest of the `[n, m]`, `[n, n]`, `[m, m]` cost matrices has at
+  most `DENSE_MAX_ENTRIES` entries, else `ONLINE_BATCH_SIZE` (blockwise online costs).
+
+  Dense is faster while it fits (no cost recomputation each iteration); above ~10k points per
+  side it needs GiBs (100k per side: 40 GB per matrix), so costs are recomputed in blocks.
+
+  Example:
+    >>> auto_batch_size(10_000, 10_000), auto_batch_size(50_000, 1_000)
+    (None, 256)
+  """
+  return None if max(n, m) ** 2 <= DENSE_MAX_ENTRIES else ONLINE_BATCH_SIZE
 
 
 def _geometry(x, lx, y, ly, label_costs, lambda_x, lambda_y, epsilon, batch_size):
