@@ -42,7 +42,7 @@ EXTRAS_REQUIRE = {
   # The accelerator builds of the same JAX versions (constraints.txt pins jax itself).
   "cuda12": ["jax[cuda12]>=0.10.2,<0.12"],
   "tpu": ["jax[tpu]>=0.10.2,<0.12"],
-  "test": ["pytest>=9", "pytest-timeout>=2.3", "ruff==0.17.6"],
+  "test": ["pytest>=9", "pytest-timeout>=2.3", "pytest-xdist>=3.6", "ruff==0.17.6"],
   # Only for the side-by-side timing leg in benchmarks/; never imported by the library.
   "bench": ["torch"],
 }

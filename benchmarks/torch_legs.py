@@ -15,6 +15,7 @@ from benchmarks import (
   torch_anomaly,
   torch_kmax,
   torch_ltuda,
+  torch_mask_rcnn,
   torch_mcpm,
   torch_morse,
   torch_pms,
@@ -38,6 +39,7 @@ TORCH_BENCHMARKS = {
   "ltuda/cda_pda": functools.partial(torch_ltuda.benchmark_torch_ltuda, stage="cda_pda"),
   "pms/warmup": functools.partial(torch_pms.benchmark_torch_pms, stage="warmup"),
   "pms/pms": functools.partial(torch_pms.benchmark_torch_pms, stage="pms"),
+  "mask_rcnn": torch_mask_rcnn.benchmark_torch_mask_rcnn,  # torchvision's Mask R-CNN
 }
 
 

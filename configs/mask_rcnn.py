@@ -7,10 +7,11 @@ The thesis's backbones: `depth=41`, `depth=50` (its best) or `depth=65`, e.g.
 Your own tiles (RGB images; weak labels made from them, the evaluation with your masks):
   ... --config.data.train_source.base.name=image_folder --config.data.train_source.base.root=DIR
 
-Sizes after the colon: `smoke` (seconds; tests), `small` (128² tiles, a ResNet-41 at 1/8 width:
-the CPU learns test), default (256² tiles at 1/4 width: the CPU study), `full` (the thesis code's:
-512² crops, ResNet at full width, FPN 256, 128 RoIs and 64 RPN anchors per image, up to 200
-objects and 400 detections, 6 images per device; for accelerators).
+Sizes after the colon: `smoke` (seconds; tests), `tiny` (128² tiles, a ResNet at 1/8 width,
+200 steps: the CPU learns test), `small` (the same for 1,000 steps: the CPU study), default
+(256² tiles at 1/4 width), `full` (the thesis code's: 512² crops, ResNet at full width, FPN 256,
+128 RoIs and 64 RPN anchors per image, up to 200 objects and 400 detections, 6 images per
+device; for accelerators).
 
 Deviations from the thesis, each a config line: trained from scratch (COCO weights cannot be
 downloaded here: `nn/mask_rcnn.py` names the extension point) with GroupNorm, so AdamW at 1e-3
@@ -28,7 +29,8 @@ SIZES = {
   # tile, droplet radius, droplets / tile, width, FPN, FC, pre / post NMS (train), RPN anchors,
   # RoIs, objects, detections, batch, steps, training tiles, evaluation tiles
   "smoke": (64, 5.0, 6, 4, 8, 32, 128, 64, 64, 32, 16, 16, 2, 4, 4, 2),
-  "small": (128, 8.0, 10, 8, 32, 128, 512, 256, 128, 64, 32, 48, 4, 240, 24, 6),
+  "tiny": (128, 8.0, 10, 8, 32, 128, 512, 256, 128, 64, 32, 48, 4, 200, 24, 6),
+  "small": (128, 8.0, 10, 8, 32, 128, 512, 256, 128, 64, 32, 48, 4, 1000, 24, 6),
   "default": (256, 10.0, 30, 16, 64, 256, 1000, 500, 128, 96, 96, 128, 4, 1500, 48, 12),
   "full": (512, 14.0, 100, 64, 256, 1024, 6000, 1000, 64, 128, 200, 400, 6, 20000, 387, 45),
 }
@@ -71,6 +73,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "detection_nms": 0.3,
       "detection_min_score": 0.5,
       "mask_threshold": 0.5,
+      # Overlaps: the panoptic merge (a duplicate less than half visible is dropped).
+      "min_visible": 0.5,
+      # A quarter of r² is a droplet of radius 0.28 r, below the phantom's smallest (0.4 r).
+      "min_object_area": int(0.25 * radius**2),
       "dtype": "float32",
     }
   )

@@ -21,7 +21,7 @@ import tifffile
 from absl import app, flags
 
 from mlsup_jax.data.sources.readers.images import read_pixels
-from mlsup_jax.nuclei.clump_splitting import CURVES, SplitSettings, split_nuclei
+from mlsup_jax.nuclei.clump_splitting import CURVES, PAIR_SCREENS, SplitSettings, split_nuclei
 from mlsup_jax.nuclei.foreground import nuclear_channel
 from mlsup_jax.nuclei.watershed import watershed_nuclei
 from mlsup_jax.viz.instances import save_instance_figure
@@ -35,6 +35,9 @@ _RADIUS = flags.DEFINE_float(
 )
 _METHOD = flags.DEFINE_enum("method", "split", ["split", "watershed"], "§3.1 or the baseline.")
 _CURVE = flags.DEFINE_enum("curve", "geodesic", list(CURVES), "Dividing curves (§3.1).")
+_SCREEN = flags.DEFINE_enum(
+  "pair_screen", "normals", list(PAIR_SCREENS), "Cut candidates: opposing normals or the code's V."
+)
 flags.mark_flags_as_required(["image", "out"])
 
 
@@ -45,7 +48,7 @@ def main(argv):
   threshold = _THRESHOLD.value if _THRESHOLD.value == "otsu" else float(_THRESHOLD.value)
   start = time.perf_counter()
   if _METHOD.value == "split":
-    settings = SplitSettings(curve=_CURVE.value)
+    settings = SplitSettings(curve=_CURVE.value, pair_screen=_SCREEN.value)
     labels = split_nuclei(pixels, _CHANNEL.value, threshold, _RADIUS.value, settings)
   else:
     labels = watershed_nuclei(pixels, _CHANNEL.value, threshold, _RADIUS.value)

@@ -11,7 +11,11 @@ filters (size, perimeter and eccentricity within [0.001, 6], [0.5, 4], [0.2, 1.5
 droplet). Writes `<out>/<name>_droplets.tif` (uint32 instance ids, memory-mapped),
 `<out>/<name>_droplets.csv` (one row per droplet) and `<out>/<name>_overlay.png` (the image,
 downsampled to ≤ 2048 px, with the droplets outlined), and prints the count and the time.
-These are the weak labels a Mask R-CNN would be trained on (§3.2).
+Without `--model` these are the weak labels a Mask R-CNN is trained on (§3.2); with
+`--model=<run folder>` (a `launch.train --config=configs/mask_rcnn.py` run) the trained
+Mask R-CNN segments each window instead, then the same filters apply:
+
+  python -m launch.steatosis --image=slide_region.tif --out=runs/steatosis --model=runs/mask_rcnn
 """
 
 import csv
@@ -34,6 +38,9 @@ _RADIUS = flags.DEFINE_float(
 )
 _TILE = flags.DEFINE_integer("tile", 1024, "Core side of a window in pixels.")
 _OVERLAP = flags.DEFINE_integer("overlap", 96, "Window margin in pixels (> the largest droplet).")
+_MODEL = flags.DEFINE_string(
+  "model", None, "A trained Mask R-CNN run folder (default: the weak-label algorithm)."
+)
 flags.mark_flags_as_required(["image", "out"])
 
 
@@ -62,8 +69,17 @@ def main(argv):
   labels_path = str(out_dir / f"{name}_droplets.tif")
   out = tifffile.memmap(labels_path, shape=image.shape[:2], dtype=np.uint32)
 
-  def predict(window):
-    return droplet_weak_labels(window[..., :3] / scale, droplet_radius=_RADIUS.value)
+  if _MODEL.value:
+    from mlsup_jax.methods.mask_rcnn import load_trained
+
+    network = load_trained(_MODEL.value, window=_TILE.value + 2 * _OVERLAP.value)
+
+    def predict(window):
+      return network(window[..., :3] / scale)
+  else:
+
+    def predict(window):
+      return droplet_weak_labels(window[..., :3] / scale, droplet_radius=_RADIUS.value)
 
   def progress(done, total):
     print(f"\rwindow {done}/{total}", end="", flush=True)

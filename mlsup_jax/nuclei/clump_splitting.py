@@ -6,8 +6,13 @@ Per foreground component whose area is at least 1.5 × the nucleus area (a clump
    concave segment vote for one candidate point (`contours.py`); two candidates closer than
    `merge_arc` along the contour merge into the one with the larger |κ| (the code's rule);
 2. every candidate pair within `r2` of each other is a possible cut when the chord between them
-   lies inside the clump and their outward normals oppose (the angle between them ≥
-   `min_normal_angle`, the θ of the thesis's Eq. 3.2);
+   lies inside the clump and the pair passes `pair_screen`: `"normals"` (default) — their
+   outward normals oppose (the angle between them ≥ `min_normal_angle`, the θ of the thesis's
+   Eq. 3.2); `"gradient"` — the code's screening: pairs within `r1` always pass, pairs in the
+   ring (r1, r2] pass when `V = 150 |G_a − G_b| / (1.5 d + 0.5 (−(κ_a + κ_b))) > 200`, with `G`
+   the Prewitt gradient direction (degrees) of the image smoothed with σ = 2, d the distance
+   and κ the curvature, all at the code's magnification (`v_alpha`, `v_beta`, `v_gamma`,
+   `v_threshold`; the thesis's Eq. 3.2 has α = 100, β = 0.34 instead);
 3. each possible cut is scored by the code's ellipse-fitting quality of the two parts it makes
    (`part_quality`: `Q = (16 IoU + 16 spread) / (1.5 Δx + 1.5 Δy + ΔP/P + 5 a/b)` with a direct
    least-squares ellipse fitted to the part's arc, 0 when a part is below 0.35 × the nucleus
@@ -24,8 +29,8 @@ Per foreground component whose area is at least 1.5 × the nucleus area (a clump
 Every length (σ 6, r1 45, r2 76, arc 30 and 15, 6 px) is the code's at its magnification, where
 we take the nucleus radius to be `reference_radius` = 20 px; they scale with the nucleus size
 (`foreground.nucleus_size`), so the pipeline works at any magnification. The code's screening of
-non-adjacent pairs by Prewitt gradient directions and its iterative candidate-set bookkeeping are
-replaced by the recursion above (a stated simplification).
+non-adjacent pairs by Prewitt gradient directions is `pair_screen="gradient"`; its iterative
+candidate-set bookkeeping is replaced by the recursion above (a stated simplification).
 """
 
 from __future__ import annotations
@@ -45,8 +50,16 @@ from mlsup_jax.nuclei.foreground import (
   nucleus_size,
 )
 
-__all__ = ["SplitSettings", "part_quality", "split_clump", "split_nuclei"]
+__all__ = [
+  "SplitSettings",
+  "gradient_directions",
+  "gradient_screen_passes",
+  "part_quality",
+  "split_clump",
+  "split_nuclei",
+]
 CURVES = ("geodesic", "hessian", "straight")
+PAIR_SCREENS = ("normals", "gradient")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +68,7 @@ class SplitSettings:
 
   reference_radius: float = 20.0
   sigma: float = 6.0
+  r1: float = 45.0
   r2: float = 76.0
   merge_arc: float = 30.0
   min_turning: float = 0.55
@@ -67,10 +81,54 @@ class SplitSettings:
   clump_factor: float = 1.5
   straight_below: float = 6.0
   curve: str = "geodesic"
+  pair_screen: str = "normals"
+  gradient_sigma: float = 2.0
+  v_alpha: float = 150.0
+  v_beta: float = 1.5
+  v_gamma: float = 0.5
+  v_threshold: float = 200.0
 
   def __post_init__(self):
     if self.curve not in CURVES:
       raise ValueError(f"curve must be one of {CURVES}, got {self.curve!r}.")
+    if self.pair_screen not in PAIR_SCREENS:
+      raise ValueError(f"pair_screen must be one of {PAIR_SCREENS}, got {self.pair_screen!r}.")
+
+
+def gradient_directions(channel: np.ndarray, sigma: float) -> np.ndarray:
+  """`[H, W]` Prewitt gradient direction in degrees of `channel` smoothed with `sigma` (MATLAB's
+  `imgradient(..., 'prewitt')` convention: `atan2(−G_y, G_x)`, rows growing downwards)."""
+  smooth = ndimage.gaussian_filter(np.asarray(channel, np.float32), sigma)
+  return np.degrees(np.arctan2(-ndimage.prewitt(smooth, axis=0), ndimage.prewitt(smooth, axis=1)))
+
+
+def gradient_screen_passes(
+  distance: float, direction_a: float, direction_b: float, kappa_a: float, kappa_b: float,
+  scale: float, settings: SplitSettings,
+) -> bool:  # fmt: skip
+  """The code's non-adjacent screening of one pair (module docstring, `pair_screen="gradient"`).
+
+  `distance` and the curvatures are in this image's pixels; `scale` = this image's nucleus
+  radius over the code's (lengths are divided by it, curvatures multiplied).
+
+  Example:
+    >>> from mlsup_jax.nuclei.clump_splitting import SplitSettings, gradient_screen_passes
+    >>> s = SplitSettings(pair_screen="gradient")
+    >>> gradient_screen_passes(30.0, 0.0, 180.0, -0.1, -0.1, 1.0, s)   # within r1: always
+    True
+    >>> gradient_screen_passes(60.0, 0.0, 180.0, -0.1, -0.1, 1.0, s)   # V = 27000 / 90.1
+    True
+    >>> gradient_screen_passes(60.0, 0.0, 20.0, -0.1, -0.1, 1.0, s)    # V = 3000 / 90.1
+    False
+  """
+  d = distance / scale
+  if d <= settings.r1:
+    return True
+  if d > settings.r2:
+    return False
+  denominator = settings.v_beta * d + settings.v_gamma * (-(kappa_a + kappa_b) * scale)
+  value = settings.v_alpha * abs(direction_a - direction_b) / max(denominator, 1e-6)
+  return bool(value > settings.v_threshold)
 
 
 def _polygon_mask(points: np.ndarray, shape) -> np.ndarray:
@@ -215,15 +273,26 @@ def split_clump(
     return [region]
   best, best_quality = None, -np.inf
   points, normals = contour.points, contour.normals
+  if settings.pair_screen == "gradient":
+    directions = gradient_directions(channel, settings.gradient_sigma * scale)
+    rows, cols = np.clip(np.round(points).astype(int).T, 0, np.asarray(region.shape)[:, None] - 1)
+    point_direction = directions[rows, cols]
   for a in range(len(candidates)):
     for b in range(a + 1, len(candidates)):
       i, j = candidates[a], candidates[b]
       distance = np.hypot(*(points[i] - points[j]))
       if distance > settings.r2 * scale:
         continue
-      angle = np.degrees(np.arccos(np.clip(np.dot(normals[i], normals[j]), -1.0, 1.0)))
-      if angle < settings.min_normal_angle:
-        continue
+      if settings.pair_screen == "gradient":
+        kappa = contour.curvature
+        if not gradient_screen_passes(
+          distance, point_direction[i], point_direction[j], kappa[i], kappa[j], scale, settings
+        ):
+          continue
+      else:
+        angle = np.degrees(np.arccos(np.clip(np.dot(normals[i], normals[j]), -1.0, 1.0)))
+        if angle < settings.min_normal_angle:
+          continue
       chord = np.stack(
         draw.line(*np.round(points[i]).astype(int), *np.round(points[j]).astype(int)), 1
       )

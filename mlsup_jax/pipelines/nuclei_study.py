@@ -27,6 +27,9 @@ METHODS = {
   "§3.1 clump splitting (Hessian walk)": lambda image: split_nuclei(
     image, settings=SplitSettings(curve="hessian")
   ),
+  "§3.1 clump splitting (the code's gradient screening)": lambda image: split_nuclei(
+    image, settings=SplitSettings(pair_screen="gradient")
+  ),
 }
 METRICS = ("f1", "aji", "pq", "precision", "recall", "mean_matched_iou", "hausdorff")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mlsup_jax.data.phantoms.nuclei import NucleiPhantomSource
-from mlsup_jax.nuclei.clump_splitting import SplitSettings, split_nuclei
+from mlsup_jax.nuclei.clump_splitting import SplitSettings, gradient_screen_passes, split_nuclei
 from mlsup_jax.nuclei.contours import concave_points, trace_contour
 from mlsup_jax.nuclei.watershed import watershed_nuclei
 from mlsup_jax.pipelines.nuclei_study import evaluate_field
@@ -29,6 +29,21 @@ def test_every_dividing_curve_splits_two_discs_evenly(curve):
                         settings=SplitSettings(curve=curve))  # fmt: skip
   sizes = np.bincount(labels.ravel())[1:]
   assert len(sizes) == 2 and abs(int(sizes[0]) - int(sizes[1])) < 60
+
+
+def test_the_codes_gradient_screening_splits_two_discs_and_rejects_far_pairs_of_equal_gradient():
+  labels = split_nuclei(_two_discs().astype(np.float32), nucleus_radius=14,
+                        settings=SplitSettings(pair_screen="gradient"))  # fmt: skip
+  sizes = np.bincount(labels.ravel())[1:]
+  assert len(sizes) == 2 and abs(int(sizes[0]) - int(sizes[1])) < 60
+  # V by hand: d = 60 px at the code's scale, κ = −0.1 each, directions 0° and 90°:
+  # 150 · 90 / (1.5 · 60 + 0.5 · 0.2) = 149.8 < 200 → rejected; 0° vs 180° → 299.7 → kept.
+  settings = SplitSettings(pair_screen="gradient")
+  assert not gradient_screen_passes(60.0, 0.0, 90.0, -0.1, -0.1, 1.0, settings)
+  assert gradient_screen_passes(120.0, 0.0, 180.0, -0.05, -0.05, 2.0, settings)  # scaled ×2
+  assert not gradient_screen_passes(160.0, 0.0, 180.0, -0.1, -0.1, 2.0, settings)  # beyond r2
+  with pytest.raises(ValueError, match="pair_screen"):
+    SplitSettings(pair_screen="angles")
 
 
 def test_a_single_nucleus_and_an_empty_image_are_left_alone():
