@@ -87,6 +87,8 @@ SUITE = (
   Entry("cvad", "cvad", stage="cvae"),
   Entry("pms", "pms"),
   Entry("embedding_retrieval", "embedding_retrieval"),
+  # The thesis's best backbone; the torch legs are torchvision's Mask R-CNN.
+  Entry("mask_rcnn", "mask_rcnn", options="depth=50"),
 )
 SWEEP_ENTRY = "maxquery"
 LEGS = ("jit", "bf16", "sweep", "torch", "torch_compile", "loop")
