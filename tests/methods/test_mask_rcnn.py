@@ -77,3 +77,20 @@ def test_mask_rcnn_beats_its_weak_labels_on_every_seed(tmp_path):
   weak = results[steatosis_mask_rcnn.WEAK]["f1"]
   trained = results["Mask R-CNN ResNet-41 (trained on the weak labels)"]["f1"]
   assert all(t > w for t, w in zip(trained, weak, strict=True)), (trained, weak)
+
+
+def test_bad_inputs_get_clear_errors(tmp_path):
+  from mlsup_jax.methods.mask_rcnn import TrainedMaskRcnn, load_trained
+  from mlsup_jax.nn.mask_rcnn import MaskRCNN
+
+  model = MaskRCNN(depth=41, width=4, fpn_channels=8, norm_groups=4, head_hidden=16)
+  with pytest.raises(ValueError, match="multiples of 32"):
+    model.init(jax.random.key(0), np.zeros((1, 60, 64, 3), np.float32), train=False)
+  with pytest.raises(ValueError, match="needs `instances`"):
+    model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32), train=True)
+  (tmp_path / "config.json").write_text('{"method": "scunet"}')
+  with pytest.raises(ValueError, match="not a Mask R-CNN"):
+    load_trained(str(tmp_path), window=128)
+  predictor = TrainedMaskRcnn(mask_rcnn_config.get_config("smoke"), params=None, window=64)
+  with pytest.raises(ValueError, match="larger than the window"):
+    predictor(np.zeros((65, 64, 3), np.float32))
