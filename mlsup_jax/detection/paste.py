@@ -32,29 +32,30 @@ def paste_instances(
 ) -> jnp.ndarray:
   """Instance ids `[H, W]` int32 (0 = none; detection d is id d + 1) of one image.
 
-    Each mask `mask_probs[d]: [M, M]` is resampled bilinearly into its box (two small matrix
-    products) and thresholded. Overlaps are resolved as the panoptic merge of Kirillov et al.
-    (Detectron2's `overlap_threshold`): by descending score, a detection takes its pixels not yet
-    taken, and is dropped when that is less than `min_visible` of its mask — otherwise a duplicate
-    of a better detection would survive as a sliver along its edge.
+  Each mask `mask_probs[d]: [M, M]` is resampled bilinearly into its box (two small matrix
+  products) and thresholded. Overlaps are resolved as the panoptic merge of Kirillov et al.
+  (Detectron2's `overlap_threshold`): by descending score, a detection takes its pixels not yet
+  taken, and is dropped when that is less than `min_visible` of its mask — otherwise a duplicate
+  of a better detection would survive as a sliver along its edge — or than `min_area` pixels.
 
-    Example:
-      >>> import jax
-  import jax.numpy as jnp
-      >>> from mlsup_jax.detection.paste import paste_instances
-      >>> boxes = jnp.array([[0., 0., 4., 4.], [2., 2., 8., 8.]])
-      >>> ids = paste_instances(boxes, jnp.ones((2, 7, 7)), jnp.array([0.9, 0.8]),
-      ...                       jnp.array([True, True]), (8, 8))
-      >>> ids[0, 0].item(), ids[3, 3].item(), ids[7, 7].item()
-      (1, 1, 2)
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from mlsup_jax.detection.paste import paste_instances
+    >>> boxes = jnp.array([[0., 0., 4., 4.], [2., 2., 8., 8.]])
+    >>> ids = paste_instances(boxes, jnp.ones((2, 7, 7)), jnp.array([0.9, 0.8]),
+    ...                       jnp.array([True, True]), (8, 8))
+    >>> ids[0, 0].item(), ids[3, 3].item(), ids[7, 7].item()
+    (1, 1, 2)
 
-    Args:
-      boxes: `[D, 4]` `(y1, x1, y2, x2)` pixels.
-      mask_probs: `[D, M, M]` foreground probabilities in the box frame.
-      scores: `[D]`.
-      valid: `[D]` bool.
-      image_size: `(H, W)`.
-      mask_threshold: probability above which a pixel belongs to the detection.
+  Args:
+    boxes: `[D, 4]` `(y1, x1, y2, x2)` pixels.
+    mask_probs: `[D, M, M]` foreground probabilities in the box frame.
+    scores: `[D]`.
+    valid: `[D]` bool.
+    image_size: `(H, W)`.
+    mask_threshold: probability above which a pixel belongs to the detection.
+    min_visible: the share of its mask a detection must keep after better ones (else dropped).
+    min_area: the pixels a detection must keep (else dropped).
   """
   height, width = image_size
   size = mask_probs.shape[-1]

@@ -14,7 +14,7 @@ def test_config_rejects_unknown_options(module):
     module.get_config("variant=l2rw")
   with pytest.raises(ValueError, match="noise"):
     module.get_config("noise=blur")
-  with pytest.raises(ValueError, match="smoke and small"):
+  with pytest.raises(ValueError, match="smoke, small and full"):
     module.get_config("smoke,small")
 
 
