@@ -90,6 +90,11 @@ def xla_flops(compiled) -> float | None:
     analysis = compiled.cost_analysis()
   except Exception:  # Some backends do not implement it.
     return None
+  return _analysis_flops(analysis)
+
+
+def _analysis_flops(analysis) -> float | None:
+  """The positive `flops` of a cost analysis (a dict, or a list of dicts), else None."""
   if isinstance(analysis, list | tuple):
     analysis = analysis[0] if analysis else None
   if not analysis or "flops" not in analysis:
@@ -128,12 +133,7 @@ def cpu_lowering_flops(train_step, *args) -> float | None:
     analysis = jax.jit(train_step).lower(*specs).cost_analysis()
   except Exception:  # Some JAX versions / backends have no lowered cost analysis.
     return None
-  if isinstance(analysis, list | tuple):
-    analysis = analysis[0] if analysis else None
-  if not analysis or "flops" not in analysis:
-    return None
-  flops = float(analysis["flops"])
-  return flops if flops > 0 else None
+  return _analysis_flops(analysis)
 
 
 def memory_stats(compiled) -> dict[str, int | None]:

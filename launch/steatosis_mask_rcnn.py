@@ -64,21 +64,18 @@ def weak_label_scores(config) -> dict[str, float]:
     per_tile.append(
       nuclei_study.evaluate_field(case, droplet_weak_labels(case["image"], radius), "cluster")
     )
-  return {
-    key: float(np.nanmean([t[key] for t in per_tile])) if per_tile else float("nan")
-    for key in per_tile[0]
-  }
+  return nuclei_study.field_means(per_tile)
 
 
 def run(workdir: str, size: str, depths, seeds, steps: int = 0) -> dict:
   """`{row: {metric: [value per seed]}}` for the weak labels and each depth's Mask R-CNN."""
   results: dict[str, dict[str, list[float]]] = {}
   for seed in seeds:
+    # The test tiles depend on the seed only: the weak labels are scored once per seed.
+    for key, value in weak_label_scores(seeded_config(size, int(depths[0]), seed)).items():
+      results.setdefault(WEAK, {}).setdefault(key, []).append(value)
     for depth in depths:
       config = seeded_config(size, int(depth), seed, steps)
-      if WEAK not in results or len(results[WEAK]["f1"]) <= list(seeds).index(seed):
-        for key, value in weak_label_scores(config).items():
-          results.setdefault(WEAK, {}).setdefault(key, []).append(value)
       scores = trainer.train_and_evaluate(
         config, os.path.join(workdir, f"resnet{depth}_seed{seed}")
       )

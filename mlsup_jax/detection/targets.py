@@ -66,6 +66,13 @@ def _sample_mask(rng, eligible: jnp.ndarray, count) -> jnp.ndarray:
   return eligible & (rank < count)
 
 
+def _sample_balanced(rng, positive, negative, max_positive: int, num: int):
+  """At most `max_positive` of the positives, then negatives up to `num` in all (masks)."""
+  pos_rng, neg_rng = jax.random.split(rng)
+  positive = _sample_mask(pos_rng, positive, max_positive)
+  return positive, _sample_mask(neg_rng, negative, num - positive.sum())
+
+
 def _matches(candidates, gt_boxes, gt_valid):
   """`(best IoU [N], best object [N], IoU [N, G])` of candidates vs the valid objects."""
   iou = jnp.where(gt_valid[None, :], box_iou(candidates, gt_boxes), -1.0)
@@ -99,9 +106,7 @@ def rpn_targets(
   is_best = jnp.any((iou >= best_per_object[None, :] - 1e-6) & (iou > 0), axis=1)
   positive = (best >= positive_iou) | is_best
   negative = (best < negative_iou) & ~positive
-  pos_rng, neg_rng = jax.random.split(rng)
-  positive = _sample_mask(pos_rng, positive, num // 2)
-  negative = _sample_mask(neg_rng, negative, num - positive.sum())
+  positive, negative = _sample_balanced(rng, positive, negative, num // 2, num)
   deltas = encode(gt_boxes[match], anchors)
   return {
     "labels": positive.astype(jnp.float32),
@@ -132,9 +137,9 @@ def roi_targets(
   best, match, _ = _matches(candidates, gt_boxes, gt_valid)
   positive = available & (best >= positive_iou)
   negative = available & (best < positive_iou)
-  pos_rng, neg_rng = jax.random.split(rng)
-  positive = _sample_mask(pos_rng, positive, int(round(num * positive_fraction)))
-  negative = _sample_mask(neg_rng, negative, num - positive.sum())
+  positive, negative = _sample_balanced(
+    rng, positive, negative, int(round(num * positive_fraction)), num
+  )
   total = candidates.shape[0]
   order = jnp.arange(total)
   rank = jnp.where(positive, order, jnp.where(negative, total + order, 2 * total + order))

@@ -113,8 +113,9 @@ def load_trained(workdir: str, window: int, step: int | None = None) -> TrainedM
   """
   with open(os.path.join(workdir, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  if config.get("method") != "mask_rcnn":
-    raise ValueError(f"{workdir} is a {config.get('method')!r} run, not a Mask R-CNN one.")
+  method = config.method if "method" in config else None
+  if method != "mask_rcnn":
+    raise ValueError(f"{workdir} is a {method!r} run, not a Mask R-CNN one.")
   method = MaskRcnnMethod(config)
   example = {"image": jnp.zeros((1, 64, 64, 3), jnp.float32)}
   abstract = jax.eval_shape(method.init, jax.random.key(0), example)
@@ -180,10 +181,7 @@ class MaskRcnnMethod(SupervisedMethod):
       # repeat the whole-image ones rather than being empty.
       case["cluster"] = outputs["cluster"][index] if "cluster" in outputs else case["label"]
       per_image.append(nuclei_study.evaluate_field(case, outputs["pred"][index], "cluster"))
-    results = {}
-    for key in per_image[0]:
-      values = [f[key] for f in per_image if np.isfinite(f[key])]
-      results[key] = float(np.mean(values)) if values else float("nan")
+    results = nuclei_study.field_means(per_image)
     results["detections_per_image"] = float(np.mean(outputs["num_detections"]))
     if workdir is not None and "image" in outputs and jax.process_index() == 0:
       self.save_figure(outputs, os.path.join(workdir, "mask_rcnn_examples.png"))

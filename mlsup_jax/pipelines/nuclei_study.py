@@ -60,6 +60,15 @@ def evaluate_field(
   return out
 
 
+def field_means(per_field: list[dict[str, float]]) -> dict[str, float]:
+  """Each metric's mean over the fields where it is finite (NaN where it never is)."""
+  means = {}
+  for key in per_field[0]:
+    values = [f[key] for f in per_field if np.isfinite(f[key])]
+    means[key] = float(np.mean(values)) if values else float("nan")
+  return means
+
+
 def nuclei_fields(seed: int, fields: int, image_size: int, radius: float) -> list[dict]:
   """The study's test fields of one phantom seed."""
   source = NucleiPhantomSource(
@@ -106,9 +115,8 @@ def run_study(
         prediction = segment(case["image"])
         times[name].append(time.perf_counter() - start)
         per_field.append(evaluate_field(case, prediction, group_key))
-      for key in per_field[0]:
-        values = [f[key] for f in per_field if np.isfinite(f[key])]
-        results[name].setdefault(key, []).append(float(np.mean(values)) if values else float("nan"))
+      for key, value in field_means(per_field).items():
+        results[name].setdefault(key, []).append(value)
   return results, {name: float(np.median(t)) for name, t in times.items()}
 
 
