@@ -3,38 +3,42 @@ r"""End-to-end training throughput: the real loop against the bare jitted step.
   python -m benchmarks.loop --config=configs/scunet.py:smoke --steps=24
   python -m benchmarks.loop --config=configs/semi_supervised.py:small,kind=fixmatch --steps=100 \
       --out=benchmarks/results/loop.md
+  python -m benchmarks.loop --config=configs/tend.py --stage=margin --steps=40
 
 The loop is `trainer.train_and_evaluate` as a user runs it — input pipeline, host → device
-transfers, logging and checkpoints at the config's cadence, evaluation — run twice in fresh
-workdirs, for `--steps` and for twice as many steps, after one untimed run that pays the
-process's one-time costs. Its time per step is the difference of the two wall times over
-`--steps`: setup, compilation and evaluation cost the same in both runs and cancel. The bare
-step is `harness.benchmark_config` (one batch re-used, compiled ahead of time, median step).
-Prints (and with `--out`, appends) the examples/s of both and their ratio; a ratio well below 1
-means the loop, not the step, sets the speed.
+transfers, logging and checkpoints at the config's cadence, evaluation — for `--steps` steps in a
+fresh workdir. Its time per step is the trainer's own steady-state figure
+(`<workdir>/throughput.json`, `core/loop_clock.py`): the stage's wall time with the dispatches
+that compile left out, so compilation, setup and evaluation do not count and one run suffices.
+The bare step is `harness.benchmark_config` (one batch re-used, compiled ahead of time, median
+step) of the same stage. Prints (and with `--out`, appends) the examples/s of both, their ratio
+(bare step time / loop time per step: 1 = the loop adds nothing) and where the loop's host time
+went (`phases`, seconds per step); a ratio well below 1 means the loop, not the step, sets the
+speed.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tempfile
-import time
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks import harness
-from mlsup_jax.core import trainer
+from mlsup_jax.core import loop_clock, trainer
 
 
 def define_flags() -> None:
   """The command-line flags (defined on demand: tests import this module next to others)."""
   config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
-  flags.DEFINE_integer("steps", 50, "Steps of the shorter loop run (the longer: twice).")
+  flags.DEFINE_integer("steps", 50, "Training steps of the loop run (`train.num_steps`).")
   flags.DEFINE_integer("iters", 10, "Timed steps of the bare-step measurement.")
   flags.DEFINE_string("out", "", "Markdown file to append the result to (optional).")
+  flags.DEFINE_string("stage", None, "Stage to compare (default: the method's first).")
   flags.mark_flags_as_required(["config"])
 
 
@@ -48,59 +52,83 @@ def _with_steps(config, steps: int):
   return config
 
 
-def loop_seconds(config, steps: int, devices=None) -> float:
-  """Wall seconds of `train_and_evaluate(config with num_steps=steps)` in a fresh workdir."""
+def loop_throughput(config, steps: int, devices=None) -> dict[str, dict]:
+  """Runs `train_and_evaluate(config with num_steps=steps)` in a fresh workdir and returns its
+  `throughput.json` (per stage: steps, seconds, steps_per_s, examples_per_s, phases, …)."""
   with tempfile.TemporaryDirectory() as workdir:
-    start = time.perf_counter()
-    run_config = _with_steps(config, steps)
-    trainer.train_and_evaluate(run_config, os.path.join(workdir, "run"), devices)
-    return time.perf_counter() - start
+    run_dir = os.path.join(workdir, "run")
+    trainer.train_and_evaluate(_with_steps(config, steps), run_dir, devices)
+    with open(os.path.join(run_dir, "throughput.json")) as f:
+      return json.load(f)
 
 
-def measure(config, steps: int, iters: int = 10, devices=None) -> dict:
-  """`{"loop_ms_per_step", "step_ms", "loop_examples_per_s", "step_examples_per_s", "ratio"}`.
+def measure(config, steps: int, iters: int = 10, devices=None, stage: str | None = None) -> dict:
+  """The loop's and the bare step's speed for one stage (default: the method's first).
+
+  Returns:
+    `{"stage", "loop_steps", "loop_ms_per_step", "step_ms", "loop_examples_per_s",
+    "step_examples_per_s", "ratio", "phases_ms_per_step"}`; `ratio` = bare step ms / loop ms per
+    step.
 
   Example:
     >>> from configs import scunet
     >>> from benchmarks.loop import measure
     >>> row = measure(scunet.get_config("smoke"), steps=8, iters=2)  # doctest: +SKIP
   """
-  loop_seconds(config, steps, devices)  # Untimed: one-time costs (phantoms, first compiles).
-  short = loop_seconds(config, steps, devices)
-  long = loop_seconds(config, 2 * steps, devices)
-  loop_ms = 1e3 * max(long - short, 1e-9) / steps
-  bare = harness.benchmark_config(config, warmup=2, iters=iters, devices=devices)
-  batch = bare["batch_size"]
+  stages = loop_throughput(config, steps, devices)
+  bare = harness.benchmark_config(config, warmup=2, iters=iters, devices=devices, stage=stage)
+  name = bare["stage"]
+  row = stages.get(name)
+  if row is None or row["steps"] < 1:
+    raise ValueError(
+      f"Stage {name!r} ran no step after compiling in {steps} steps (stages timed: "
+      f"{ {k: v['steps'] for k, v in stages.items()} }); raise --steps."
+    )
+  loop_ms = 1e3 * row["seconds"] / row["steps"]
   return {
+    "stage": name,
+    "loop_steps": row["steps"],
     "loop_ms_per_step": loop_ms,
     "step_ms": bare["step_ms_median"],
-    "loop_examples_per_s": 1e3 * batch / loop_ms,
+    "loop_examples_per_s": row["examples_per_s"],
     "step_examples_per_s": bare["examples_per_s"],
     "ratio": bare["step_ms_median"] / loop_ms,
+    "phases_ms_per_step": {k: 1e3 * v / row["steps"] for k, v in row["phases"].items()},
   }
+
+
+HEADER = (
+  "| config | stage | device | loop ms/step | bare step ms | loop examples/s | step examples/s "
+  "| step / loop | data · dispatch · log · checkpoint · wait (ms/step) | load |\n"
+  "|---|---|---|---|---|---|---|---|---|---|\n"
+)
+
+
+def markdown_row(name: str, row: dict, device: str, load: float) -> str:
+  """One line of the results table (`HEADER`) for `measure`'s `row`."""
+  phases = " · ".join(f"{row['phases_ms_per_step'][k]:.1f}" for k in loop_clock.PHASES)
+  return (
+    f"| `{name}` | {row['stage']} | {device} | {row['loop_ms_per_step']:.1f} | "
+    f"{row['step_ms']:.1f} | {row['loop_examples_per_s']:.1f} | {row['step_examples_per_s']:.1f} "
+    f"| {row['ratio']:.2f} | {phases} | {load:.1f} |\n"
+  )
 
 
 def main(argv):
   del argv
   flag = flags.FLAGS["config"]
   name = os.path.basename(config_flags.get_config_filename(flag))
+  overrides = config_flags.get_override_values(flag)
+  name += "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
   load = os.getloadavg()[0]
-  row = measure(flags.FLAGS.config, flags.FLAGS.steps, flags.FLAGS.iters)
+  row = measure(flags.FLAGS.config, flags.FLAGS.steps, flags.FLAGS.iters, stage=flags.FLAGS.stage)
   device = f"{jax.devices()[0].device_kind} ×{len(jax.devices())}"
-  text = (
-    f"| `{name}` | {device} | {row['loop_ms_per_step']:.1f} | {row['step_ms']:.1f} | "
-    f"{row['loop_examples_per_s']:.1f} | {row['step_examples_per_s']:.1f} | {row['ratio']:.2f} | "
-    f"{load:.1f} |\n"
-  )
-  header = (
-    "| config | device | loop ms/step | bare step ms | loop examples/s | step examples/s | "
-    "step / loop | load |\n|---|---|---|---|---|---|---|---|\n"
-  )
-  print(header + text)
+  text = markdown_row(name, row, device, load)
+  print(HEADER + text)
   if flags.FLAGS.out:
     exists = os.path.exists(flags.FLAGS.out)
     with open(flags.FLAGS.out, "a") as f:
-      f.write(text if exists else header + text)
+      f.write(text if exists else HEADER + text)
 
 
 if __name__ == "__main__":

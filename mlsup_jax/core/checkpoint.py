@@ -74,6 +74,7 @@ class Checkpointer:
       os.makedirs(workdir, exist_ok=True)
       with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(self._config_json, f, indent=2, sort_keys=True)
+    self.saves = 0  # `save` calls of this object (the first compiles the finiteness check)
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -94,6 +95,7 @@ class Checkpointer:
         f"Training diverged: the state at step {step} contains NaN/Inf values. Nothing was "
         f"saved for it; the last good checkpoint is step {last} in {self.directory}."
       )
+    self.saves += 1
     self._manager.save(
       step,
       args=ocp.args.Composite(

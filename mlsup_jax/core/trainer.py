@@ -16,8 +16,10 @@ import numpy as np
 from absl import logging
 
 from mlsup_jax.core import mesh as mesh_lib
+from mlsup_jax.core.batch_prefetch import BatchPrefetcher, dispatch_lengths
 from mlsup_jax.core.checkpoint import Checkpointer
 from mlsup_jax.core.evaluation import evaluate
+from mlsup_jax.core.loop_clock import LoopClock
 from mlsup_jax.core.method import Stage
 from mlsup_jax.core.run_setup import RunSetup, enter_stage
 from mlsup_jax.core.writers import MetricWriters
@@ -42,6 +44,7 @@ def train_and_evaluate(
   checkpointer = Checkpointer(workdir, config, max_to_keep=config.train.keep_checkpoints)
   writers = MetricWriters(workdir, run.total_steps, tensorboard=config.train.tensorboard)
   data_iter = pipeline.train_iterator(run.train_dataset, config.data)
+  clock = LoopClock(config.data.batch_size)
 
   step, stage_index = 0, 0
   latest = checkpointer.latest_step()
@@ -61,7 +64,7 @@ def train_and_evaluate(
         state = jax.jit(enter_stage, static_argnums=1, out_shardings=shardings)(state, stage)
         stage_index = index
       end = run.starts[index] + stage.num_steps
-      train_step = run.compile_step(stage, shardings)
+      train_step = run.compile_keyed_step(stage, shardings)
       state, step = _run_stage(
         run,
         stage,
@@ -73,8 +76,11 @@ def train_and_evaluate(
         data_iter,
         checkpointer,
         writers,
+        clock,
       )
     checkpointer.wait()
+    if jax.process_index() == 0 and step > 0:
+      _log_throughput(clock, config.train.steps_per_dispatch, workdir)
     results = evaluate(run.method, state, config, run.mesh, run.eval_rng, workdir)
     writers.write(step, {f"eval/{k}": v for k, v in results.items()}, stage="eval", progress=False)
   finally:
@@ -83,52 +89,105 @@ def train_and_evaluate(
   return results
 
 
-def _run_stage(run, stage, index, compiled, state, step, end, data_iter, checkpointer, writers):
+def _run_stage(
+  run, stage, index, compiled, state, step, end, data_iter, checkpointer, writers, clock
+):
   """Runs `stage` from `step` to `end`; returns `(state, step)`.
 
   With `config.train.steps_per_dispatch = k > 1`, up to `k` steps run in one jitted call
   (`RunSetup.compile_steps`); a dispatch never crosses a checkpoint or the stage's end, so the
   checkpoints, the data order and every step's key are those of single steps. A stage with
   `variants` runs, step by step, the variant `variant_of(step)` names (multi-step dispatches
-  use its one-program `train_step`).
+  use its one-program `train_step`). The batches come from a `BatchPrefetcher`,
+  `config.train.prefetch` dispatches ahead, each with the data-iterator state after it (what a
+  checkpoint stores). Every step's key is `fold_in(train_rng, step)`, folded inside the jitted
+  step (`RunSetup.compile_keyed_step`).
+
+  `clock` (`LoopClock`) times the loop by phase; a dispatch whose step function has not run yet
+  (it compiles) and the run's first checkpoint are one-time costs, timed apart.
   """
   config = run.config.train
-  per_dispatch = int(config.steps_per_dispatch)
-  if per_dispatch < 1:
-    raise ValueError(f"config.train.steps_per_dispatch={per_dispatch} must be ≥ 1.")
+  lengths = dispatch_lengths(step, end, config.checkpoint_every, int(config.steps_per_dispatch))
   train_step, shardings = compiled
   multi_steps = {}  # length → compiled scan of that many steps
   variants = {}  # variant name → its compiled step (stages with `variants`)
   to_log = []  # (step, metrics, position) read only after the next dispatch
-  while step < end:
-    boundary = min(end, (step // config.checkpoint_every + 1) * config.checkpoint_every)
-    length = min(per_dispatch, boundary - step)
-    if length == 1:
-      batch = mesh_lib.global_batch(next(data_iter), run.mesh)
-      step_fn = train_step
-      if stage.variants:
-        name = stage.variant_of(step)
-        if name not in variants:
-          variants[name] = run.compile_step(stage, shardings, stage.variants[name])
-        step_fn = variants[name]
-      state, metrics = step_fn(state, batch, jax.random.fold_in(run.train_rng, step))
-    else:
-      if length not in multi_steps:
-        unroll = int(config.dispatch_unroll)
-        multi_steps[length] = run.compile_steps(stage, shardings, length, unroll)
-      local = [next(data_iter) for _ in range(length)]
-      batches = mesh_lib.stacked_global_batch(local, run.mesh)
-      state, metrics = multi_steps[length](state, batches, run.train_rng, np.int32(step))
-    first, step = step, step + length
+  called = set()  # ids of the step functions already run (the others compile on this call)
+  clock.begin_stage(stage.name)
+  prefetcher = BatchPrefetcher(
+    data_iter,
+    lengths,
+    lambda local: mesh_lib.global_batch(local, run.mesh),
+    lambda locals_: mesh_lib.stacked_global_batch(locals_, run.mesh),
+    data_iter.get_state,
+    depth=int(config.prefetch),
+  )
+  with prefetcher:
+    for length in lengths:
+      with clock.phase("data"):
+        batch, data_state = next(prefetcher)
+      if length == 1:
+        step_fn = train_step
+        if stage.variants:
+          name = stage.variant_of(step)
+          if name not in variants:
+            variants[name] = run.compile_keyed_step(stage, shardings, stage.variants[name])
+          step_fn = variants[name]
+      else:
+        if length not in multi_steps:
+          unroll = int(config.dispatch_unroll)
+          multi_steps[length] = run.compile_steps(stage, shardings, length, unroll)
+        step_fn = multi_steps[length]
+      args = (batch, run.train_rng, np.int32(step))
+      if id(step_fn) in called:
+        with clock.phase("dispatch"):
+          state, metrics = step_fn(state, *args)
+      else:
+        called.add(id(step_fn))
+        with clock.phase("wait"):
+          jax.block_until_ready(state)
+        with clock.one_time("compile", steps=length):
+          state, metrics = step_fn(state, *args)
+          jax.block_until_ready(state)
+      clock.count_steps(length)
+      first, step = step, step + length
+      with clock.phase("log"):
+        _log_all(to_log, writers, checkpointer, stage)
+      for done in range(first + 1, step + 1):
+        if done % config.log_every == 0 or done == end:
+          to_log.append((done, metrics, None if length == 1 else done - first - 1))
+      if step % config.checkpoint_every == 0 or step == end:
+        with clock.phase("log"):
+          _log_all(to_log, writers, checkpointer, stage)
+        first_save = checkpointer.saves == 0
+        with clock.one_time("first_checkpoint") if first_save else clock.phase("checkpoint"):
+          checkpointer.save(step, state, data_state, index)
+  with clock.phase("log"):
     _log_all(to_log, writers, checkpointer, stage)
-    for done in range(first + 1, step + 1):
-      if done % config.log_every == 0 or done == end:
-        to_log.append((done, metrics, None if length == 1 else done - first - 1))
-    if step % config.checkpoint_every == 0 or step == end:
-      _log_all(to_log, writers, checkpointer, stage)
-      checkpointer.save(step, state, data_iter.get_state(), index)
-  _log_all(to_log, writers, checkpointer, stage)
+  with clock.phase("wait"):
+    jax.block_until_ready(state)
+    checkpointer.wait()
+  clock.end_stage()
   return state, step
+
+
+def _log_throughput(clock: LoopClock, steps_per_dispatch: int, workdir: str) -> None:
+  """Logs each stage's steady-state speed and writes `<workdir>/throughput.json`."""
+  clock.write(workdir)
+  for name, row in clock.report().items():
+    if row["steps"] > 0:
+      phases = ", ".join(f"{k} {v:.2f} s" for k, v in row["phases"].items())
+      logging.info(
+        "Stage %s: %d steps in %.2f s after compilation: %.3g steps/s, %.3g examples/s "
+        "(steps_per_dispatch=%d; %s).",
+        name,
+        row["steps"],
+        row["seconds"],
+        row["steps_per_s"],
+        row["examples_per_s"],
+        steps_per_dispatch,
+        phases,
+      )
 
 
 def _log_all(entries: list, writers, checkpointer, stage) -> None:

