@@ -6,8 +6,9 @@ r"""End-to-end training throughput: the real loop against the bare jitted step.
   python -m benchmarks.loop --config=configs/tend.py --stage=margin --steps=40
 
 The loop is `trainer.train_and_evaluate` as a user runs it — input pipeline, host → device
-transfers, logging and checkpoints at the config's cadence, evaluation — for `--steps` steps in a
-fresh workdir. Its time per step is the trainer's own steady-state figure
+transfers, logging and checkpoints at the config's cadence, evaluation — in a fresh workdir, with
+the compared stage `--steps` long (`train.<stage>_steps` for methods whose stages have lengths of
+their own, else `train.num_steps`). Its time per step is the trainer's own steady-state figure
 (`<workdir>/throughput.json`, `core/loop_clock.py`): the stage's wall time with the dispatches
 that compile left out, so compilation, setup and evaluation do not count and one run suffices.
 The bare step is `harness.benchmark_config` (one batch re-used, compiled ahead of time, median
@@ -35,29 +36,30 @@ from mlsup_jax.core import loop_clock, trainer
 def define_flags() -> None:
   """The command-line flags (defined on demand: tests import this module next to others)."""
   config_flags.DEFINE_config_file("config", None, "Method config file.", lock_config=True)
-  flags.DEFINE_integer("steps", 50, "Training steps of the loop run (`train.num_steps`).")
+  flags.DEFINE_integer("steps", 50, "Length of the compared stage in the loop run.")
   flags.DEFINE_integer("iters", 10, "Timed steps of the bare-step measurement.")
   flags.DEFINE_string("out", "", "Markdown file to append the result to (optional).")
   flags.DEFINE_string("stage", None, "Stage to compare (default: the method's first).")
   flags.mark_flags_as_required(["config"])
 
 
-def _with_steps(config, steps: int):
+def _with_steps(config, steps: int, stage: str):
   config = copy.deepcopy(config)
   with config.unlocked():
-    # `train.num_steps` only: stages with lengths of their own (pretraining) run in both loop
-    # runs alike and cancel in the difference.
-    config.train.num_steps = steps
+    # The timed stage's length: `train.<stage>_steps` where stages have lengths of their own
+    # (TEND, CVAD, PMS), else `train.num_steps`.
+    own = f"{stage}_steps"
+    config.train[own if own in config.train else "num_steps"] = steps
     config.train.tensorboard = False
   return config
 
 
-def loop_throughput(config, steps: int, devices=None) -> dict[str, dict]:
-  """Runs `train_and_evaluate(config with num_steps=steps)` in a fresh workdir and returns its
+def loop_throughput(config, steps: int, stage: str, devices=None) -> dict[str, dict]:
+  """Runs `train_and_evaluate` with `stage` `steps` long in a fresh workdir and returns its
   `throughput.json` (per stage: steps, seconds, steps_per_s, examples_per_s, phases, …)."""
   with tempfile.TemporaryDirectory() as workdir:
     run_dir = os.path.join(workdir, "run")
-    trainer.train_and_evaluate(_with_steps(config, steps), run_dir, devices)
+    trainer.train_and_evaluate(_with_steps(config, steps, stage), run_dir, devices)
     with open(os.path.join(run_dir, "throughput.json")) as f:
       return json.load(f)
 
@@ -75,9 +77,9 @@ def measure(config, steps: int, iters: int = 10, devices=None, stage: str | None
     >>> from benchmarks.loop import measure
     >>> row = measure(scunet.get_config("smoke"), steps=8, iters=2)  # doctest: +SKIP
   """
-  stages = loop_throughput(config, steps, devices)
   bare = harness.benchmark_config(config, warmup=2, iters=iters, devices=devices, stage=stage)
   name = bare["stage"]
+  stages = loop_throughput(config, steps, name, devices)
   row = stages.get(name)
   if row is None or row["steps"] < 1:
     raise ValueError(
