@@ -1,8 +1,8 @@
 r"""The training loop against the bare step for every method config: one markdown table.
 
-  python -m benchmarks.loop_suite --size=smoke --out=benchmarks/results/loop.md
+  python -m benchmarks.loop_suite --size=smoke --out=docs/results/loop.md
   python -m benchmarks.loop_suite --size=smoke --cadence=production --steps=200 \
-      --out=benchmarks/results/loop.md
+      --out=docs/results/loop.md
   python -m benchmarks.loop_suite --size=default --methods=maxquery,scunet --steps=40
 
 Each entry of `device_suite.SUITE` (plus the image classifier and the reconstruction detector)
@@ -84,6 +84,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("steps", 60, "Training steps of each loop run.")
   flags.DEFINE_integer("iters", 10, "Timed steps of each bare-step measurement.")
   flags.DEFINE_list("methods", [], "Entry names (default: all).")
-  flags.DEFINE_string("out", "benchmarks/results/loop.md", "Markdown file to append to.")
+  flags.DEFINE_string("out", "docs/results/loop.md", "Markdown file to append to.")
   flags.DEFINE_integer("timeout_s", 900, "Limit per entry.")
   app.run(main)
