@@ -52,6 +52,11 @@ class TensorBoardWriter:
 class ProgressBar:
   """One console line per update: stage, step/total, step rate, ETA and chosen metrics."""
 
+  # Seconds since the first update before a rate is shown: updates are written in bursts (the
+  # metrics of step n are read after the next dispatch; all pending ones at a checkpoint), so
+  # two updates a few microseconds apart would show a rate of thousands of steps/s.
+  MIN_RATE_SECONDS = 1.0
+
   def __init__(self, total_steps: int, stream=None, width: int = 24):
     self._total = max(int(total_steps), 1)
     self._stream = sys.stderr if stream is None else stream
@@ -63,8 +68,8 @@ class ProgressBar:
     rate = None
     if self._first is None:
       self._first = (now, step)
-    elif step > self._first[1]:
-      rate = (step - self._first[1]) / max(now - self._first[0], 1e-9)
+    elif step > self._first[1] and now - self._first[0] >= self.MIN_RATE_SECONDS:
+      rate = (step - self._first[1]) / (now - self._first[0])
     done = min(step / self._total, 1.0)
     filled = int(round(done * self._width))
     bar = "█" * filled + "·" * (self._width - filled)
