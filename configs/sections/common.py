@@ -62,7 +62,7 @@ def train(num_steps: int, log_every: int, checkpoint_every: int) -> ml_collectio
       # Steps per loop iteration of such a dispatch (0 = unrolled: fastest on CPU, compile time
       # grows with steps_per_dispatch; set e.g. 1 for a rolled loop that compiles once).
       "dispatch_unroll": 0,
-      # Dispatches whose batches a background thread reads and sends to the devices ahead of
+      # Dispatches whose batches a background thread reads (host arrays) ahead of
       # the loop (0 = read each one when needed, in the loop's thread).
       "prefetch": 2,
       "tensorboard": True,

@@ -1,13 +1,18 @@
-"""Input prefetch: the next dispatches' batches read and sent to the devices in a background thread.
+"""Input prefetch: the next dispatches' batches read in a background thread.
 
 The training loop knows, before a stage starts, how many batches each of its dispatches takes
 (`dispatch_lengths`: one per step, or up to `steps_per_dispatch` stacked ones, never across a
 checkpoint or the stage's end). A thread walks that plan ahead of the loop: it reads the batches
-from the data iterator, forms the global device arrays (`jax.make_array_from_process_local_data`,
-whose host → device copy then overlaps the running step) and records the iterator's state right
-after them. The loop gets `(batch, data_state)`: the state is the one the iterator had when that
-batch was the last one read, so a checkpoint stores exactly the consumed position and a resumed
-run reads the same batches as an uninterrupted one, however far ahead the thread has read.
+from the data iterator (the input pipeline's work: decoding, transforms, batching), stacks those
+of a multi-step dispatch, and records the iterator's state right after them. The loop gets
+`(batch, data_state)`: the state is the one the iterator had when that batch was the last one
+read, so a checkpoint stores exactly the consumed position and a resumed run reads the same
+batches as an uninterrupted one, however far ahead the thread has read.
+
+The thread makes host arrays only; the loop issues the device transfers itself (asynchronous on
+accelerators). On XLA's CPU backend, transfers issued from a second thread while a sharded step
+runs can starve the step's all-reduce of device threads (seen: a rendezvous timeout and abort
+on 8 CPU devices).
 
 The thread reads only the planned batches, so when a stage ends the iterator stands exactly after
 the stage's last batch. An error in the thread (a `DataError` in a transform, say) is raised in
@@ -62,8 +67,8 @@ class BatchPrefetcher:
   Args:
     data_iter: the training iterator (local batches; `get_state` via `get_state`).
     lengths: batches per dispatch (`dispatch_lengths`).
-    make_one: local batch → global batch (one step).
-    make_stacked: list of local batches → global stacked batch `[k, B, …]` (k > 1 steps).
+    make_one: local batch → what the loop gets for a one-step dispatch (host work only).
+    make_stacked: list of local batches → a stacked batch `[k, B, …]` (k > 1 steps).
     get_state: the iterator's state now (e.g. `data_iter.get_state`).
     depth: dispatches read ahead (0: no thread, each dispatch read when asked).
 

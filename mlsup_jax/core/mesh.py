@@ -104,12 +104,22 @@ def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(None, (DATA_AXIS, FSDP_AXIS)))
 
 
-def stacked_global_batch(local_batches, mesh: Mesh):
-  """Global `[k, B, …]` arrays from `k` of this process's local batches (multi-host safe)."""
+def stack_local_batches(local_batches):
+  """`k` local batches → one local batch of `[k, B, …]` host arrays (no device transfer)."""
+  return jax.tree.map(lambda *xs: np.stack(xs), *local_batches)
+
+
+def global_stacked_batch(stacked_local, mesh: Mesh):
+  """Global `[k, B, …]` arrays from this process's stacked local batch (multi-host safe)."""
   sharding = stacked_batch_sharding(mesh)
   return jax.tree.map(
-    lambda *xs: jax.make_array_from_process_local_data(sharding, np.stack(xs)), *local_batches
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), stacked_local
   )
+
+
+def stacked_global_batch(local_batches, mesh: Mesh):
+  """Global `[k, B, …]` arrays from `k` of this process's local batches (multi-host safe)."""
+  return global_stacked_batch(stack_local_batches(local_batches), mesh)
 
 
 def global_batch(local_batch, mesh: Mesh):
