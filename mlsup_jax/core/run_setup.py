@@ -136,21 +136,6 @@ class RunSetup:
       donate_argnums=(0,),
     )
 
-  def compile_keyed_step(self, stage: Stage, shardings, train_step=None):
-    """`compile_step` taking `(state, batch, rng, step)`: the step's key `fold_in(rng, step)` is
-    made inside the jitted call (one dispatch per step, not two)."""
-    step_fn = stage.train_step if train_step is None else train_step
-
-    def keyed(state, batch, rng, step):
-      return step_fn(state, batch, jax.random.fold_in(rng, step))
-
-    return jax.jit(
-      keyed,
-      in_shardings=(shardings, self.batch_sharding, self.replicated, self.replicated),
-      out_shardings=(shardings, self.replicated),
-      donate_argnums=(0,),
-    )
-
   def compile_steps(self, stage: Stage, shardings, length: int, unroll: int = 0):
     """`length` train steps in one dispatch: `(state, batches [length, B, …], rng, first_step)`
     → `(state, metrics [length, …])`, a `lax.scan` of the stage's step with step `s`'s key

@@ -64,7 +64,7 @@ def train_and_evaluate(
         state = jax.jit(enter_stage, static_argnums=1, out_shardings=shardings)(state, stage)
         stage_index = index
       end = run.starts[index] + stage.num_steps
-      train_step = run.compile_keyed_step(stage, shardings)
+      train_step = run.compile_step(stage, shardings)
       state, step = _run_stage(
         run,
         stage,
@@ -100,8 +100,7 @@ def _run_stage(
   `variants` runs, step by step, the variant `variant_of(step)` names (multi-step dispatches
   use its one-program `train_step`). The batches come from a `BatchPrefetcher`,
   `config.train.prefetch` dispatches ahead, each with the data-iterator state after it (what a
-  checkpoint stores). Every step's key is `fold_in(train_rng, step)`, folded inside the jitted
-  step (`RunSetup.compile_keyed_step`).
+  checkpoint stores). Every step's key is `fold_in(train_rng, step)`.
 
   `clock` (`LoopClock`) times the loop by phase; a dispatch whose step function has not run yet
   (it compiles) and the run's first checkpoint are one-time costs, timed apart.
@@ -139,14 +138,15 @@ def _run_stage(
         if stage.variants:
           name = stage.variant_of(step)
           if name not in variants:
-            variants[name] = run.compile_keyed_step(stage, shardings, stage.variants[name])
+            variants[name] = run.compile_step(stage, shardings, stage.variants[name])
           step_fn = variants[name]
+        args = (batch, jax.random.fold_in(run.train_rng, step))
       else:
         if length not in multi_steps:
           unroll = int(config.dispatch_unroll)
           multi_steps[length] = run.compile_steps(stage, shardings, length, unroll)
         step_fn = multi_steps[length]
-      args = (batch, run.train_rng, np.int32(step))
+        args = (batch, run.train_rng, np.int32(step))
       if id(step_fn) in called:
         with clock.phase("dispatch"):
           state, metrics = step_fn(state, *args)
