@@ -21,7 +21,7 @@ the loop at the batch where it happened.
 Example:
   >>> import numpy as np
   >>> batches = iter([{"x": np.full((2,), i)} for i in range(4)])
-  >>> with BatchPrefetcher(batches, [1, 2], lambda b: b, lambda bs: bs, lambda: None) as pf:
+  >>> with BatchPrefetcher(batches, [1, 2], lambda bs: bs, lambda: None) as pf:
   ...   first, _ = next(pf)
   ...   stacked, _ = next(pf)
   >>> int(first["x"][0]), [int(b["x"][0]) for b in stacked]
@@ -67,8 +67,8 @@ class BatchPrefetcher:
   Args:
     data_iter: the training iterator (local batches; `get_state` via `get_state`).
     lengths: batches per dispatch (`dispatch_lengths`).
-    make_one: local batch → what the loop gets for a one-step dispatch (host work only).
-    make_stacked: list of local batches → a stacked batch `[k, B, …]` (k > 1 steps).
+    make_stacked: list of local batches → a stacked batch `[k, B, …]` (k > 1 steps; host work
+      only). A one-step dispatch gets the local batch as the iterator made it.
     get_state: the iterator's state now (e.g. `data_iter.get_state`).
     depth: dispatches read ahead (0: no thread, each dispatch read when asked).
 
@@ -79,7 +79,6 @@ class BatchPrefetcher:
     self,
     data_iter: Iterator,
     lengths: Iterable[int],
-    make_one: Callable,
     make_stacked: Callable,
     get_state: Callable,
     depth: int = 2,
@@ -88,7 +87,7 @@ class BatchPrefetcher:
       raise ValueError(f"config.train.prefetch={depth} must be ≥ 0.")
     self._data_iter = data_iter
     self._lengths = list(lengths)
-    self._make_one, self._make_stacked = make_one, make_stacked
+    self._make_stacked = make_stacked
     self._get_state = get_state
     self._served = 0
     self._thread = None
@@ -100,7 +99,7 @@ class BatchPrefetcher:
 
   def _read(self, length: int):
     if length == 1:
-      batch = self._make_one(next(self._data_iter))
+      batch = next(self._data_iter)
     else:
       batch = self._make_stacked([next(self._data_iter) for _ in range(length)])
     return batch, self._get_state()

@@ -120,7 +120,6 @@ def _run_stage(
   prefetcher = BatchPrefetcher(
     data_iter,
     lengths,
-    lambda local: local,
     mesh_lib.stack_local_batches,
     data_iter.get_state,
     depth=int(config.prefetch),

@@ -37,7 +37,7 @@ class _Counting:
 
 def _prefetcher(data, lengths, depth):
   return BatchPrefetcher(
-    data, lengths, lambda b: b, lambda bs: np.stack([b["x"] for b in bs]), data.get_state, depth
+    data, lengths, lambda bs: np.stack([b["x"] for b in bs]), data.get_state, depth
   )
 
 
