@@ -56,13 +56,71 @@ class LabelAugmentedCost(costs.CostFn):
     return (self.label_costs, self.lambda_x, self.lambda_y), None
 
 
+COLUMN_TILE = 512  # A [256, 512] float32 tile is 512 KiB: its temporaries stay in L2.
+
+
+def streaming_lse(cost_tile, block_potential, points, potentials, eps, tile=COLUMN_TILE):
+  """ε log Σ_j exp((p_i + q_j − C_ij) / ε) for each point i of a block, over all points j, in
+  tiles of `tile` columns with a running maximum (the online log-sum-exp): the `[b, m]` cost
+  block is never materialised, so its temporaries stay in cache whatever m is.
+
+  Args:
+    cost_tile: `(points_tile [t, D]) → [b, t]` costs between the block and a tile of points.
+    block_potential: `[b]` potentials p of the block.
+    points: `[m, D]` the points summed over; potentials: `[m]` their potentials q (−inf allowed:
+      zero-weight points).
+    eps: ε.
+    tile: columns per tile (the last tile is padded with −inf potentials).
+
+  Returns:
+    `[b]`; −inf where every term is −inf (as `jax.nn.logsumexp`).
+
+  Example:
+    >>> x = jnp.arange(6.0)[:, None]
+    >>> cost = lambda y: (x[:2] - y.T) ** 2
+    >>> out = streaming_lse(cost, jnp.zeros(2), x, jnp.zeros(6), 1.0, tile=4)
+    >>> ref = jax.nn.logsumexp(-((x[:2] - x.T) ** 2), axis=1)
+    >>> bool(jnp.allclose(out, ref))
+    True
+  """
+  size = points.shape[0]
+  tile = min(tile, size)
+  tiles = -(-size // tile)
+  pad = tiles * tile - size
+  points = jnp.pad(points, ((0, pad), (0, 0)))
+  potentials = jnp.pad(potentials, (0, pad), constant_values=-jnp.inf)
+
+  def accumulate(carry, tile_points_potentials):
+    running_max, running_sum = carry
+    tile_points, tile_potentials = tile_points_potentials
+    z = (block_potential[:, None] + tile_potentials[None, :] - cost_tile(tile_points)) / eps
+    new_max = jnp.maximum(running_max, jnp.max(z, axis=1))
+    shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)  # all −inf so far: sums stay 0
+    running_sum = running_sum * jnp.exp(running_max - shift) + jnp.sum(
+      jnp.exp(z - shift[:, None]), axis=1
+    )
+    return (new_max, running_sum), None
+
+  start = (jnp.full_like(block_potential, -jnp.inf), jnp.zeros_like(block_potential))
+  (running_max, running_sum), _ = jax.lax.scan(
+    accumulate,
+    start,
+    (points.reshape(tiles, tile, -1), potentials.reshape(tiles, tile)),
+  )
+  shift = jnp.where(jnp.isfinite(running_max), running_max, 0.0)
+  return eps * (shift + jnp.log(running_sum))
+
+
 @jtu.register_pytree_node_class
 class BlockwisePointCloud(pointcloud.PointCloud):
-  """`PointCloud` whose online log-sum-exp kernel runs in blocks of `batch_size` rows/columns.
+  """`PointCloud` whose online log-sum-exp kernel runs in blocks of `batch_size` rows (or
+  columns), each reduced over the other side in tiles of `COLUMN_TILE` (`streaming_lse`).
 
   ott-jax 0.6.0's own online path calls `jax.interpreters.batching.is_vmappable`, which JAX
   0.10 removed (AttributeError); this uses `jax.lax.map(..., batch_size=...)` instead. Only
-  what Sinkhorn uses is supported (`vec=None`).
+  what Sinkhorn uses is supported (`vec=None`). The column tiles keep a block's temporaries in
+  cache: one `[256, m]` block at m = 25 000 is 25 MB per temporary (measured: 3× slower per
+  entry than at 10 000 without the tiles).
   """
 
   def apply_lse_kernel(self, f, g, eps, vec=None, axis=0):  # noqa: D102
@@ -70,31 +128,32 @@ class BlockwisePointCloud(pointcloud.PointCloud):
       return super().apply_lse_kernel(f, g, eps, vec, axis)
     if vec is not None:
       raise NotImplementedError("BlockwisePointCloud supports vec=None only.")
+    scale = self.inv_scale_cost
 
     def reduce_columns(args):  # Rows i of a block: ε log Σ_j exp((f_i + g_j − C_ij) / ε).
       x, f_i = args
-      cost = self.cost_fn.all_pairs(x, self.y) * self.inv_scale_cost
-      return eps * jax.nn.logsumexp((f_i[:, None] + g[None, :] - cost) / eps, axis=1)
+      cost = lambda y: self.cost_fn.all_pairs(x, y) * scale  # noqa: E731
+      return streaming_lse(cost, f_i, self.y, g, eps, tile=COLUMN_TILE)
 
     def reduce_rows(args):  # Columns j of a block: ε log Σ_i exp((f_i + g_j − C_ij) / ε).
       y, g_j = args
-      cost = self.cost_fn.all_pairs(self.x, y) * self.inv_scale_cost
-      return eps * jax.nn.logsumexp((f[:, None] + g_j[None, :] - cost) / eps, axis=0)
+      cost = lambda x: self.cost_fn.all_pairs(x, y).T * scale  # noqa: E731
+      return streaming_lse(cost, g_j, self.x, f, eps, tile=COLUMN_TILE)
 
     def blockwise(reduce, points, potential):
-      # One [batch, m] cost block per step (matmuls), not a vmap of single-row calls; sizes
-      # that do not split into blocks fall back to lax.map's own batching of rows.
+      # One [batch, tile] cost block per scan step (matmuls). A size that does not split into
+      # whole blocks is padded (the padded rows' results are dropped): lax.map's own batching
+      # of single rows would vmap the cost into batched matrix-vector products (measured: 3×
+      # slower per entry at 25 000 points).
       size = points.shape[0]
-      if size % self.batch_size:
-        return jax.lax.map(
-          lambda a: reduce((a[0][None], a[1][None]))[0], (points, potential),
-          batch_size=self.batch_size,
-        )  # fmt: skip
-      blocks = size // self.batch_size
+      blocks = -(-size // self.batch_size)
+      pad = blocks * self.batch_size - size
+      points = jnp.pad(points, ((0, pad), (0, 0)))
+      potential = jnp.pad(potential, (0, pad))
       out = jax.lax.map(
         reduce, (points.reshape(blocks, self.batch_size, -1), potential.reshape(blocks, -1))
       )
-      return out.reshape(size)
+      return out.reshape(-1)[:size]
 
     if axis == 1:
       res, remove = blockwise(reduce_columns, self.x, f), f

@@ -3,10 +3,12 @@ slices, 11 unlabelled, 400 steps, seed 0), with each run's checkpoint chosen on 
 patients and tested once — `python -m launch.semi_supervised` in a subprocess on one device.
 
 What is asserted is what held on **every** seed of the study (docs/results/semi_supervised.md,
-seeds 0–2 at this size): FixMatch above labelled-only training (by 0.005 / 0.001 / 0.018), and
-UA-MT, ACTION and ACTION++ above Mean Teacher (seed 0: 0.782 / 0.778 / 0.778 vs 0.771). The
-papers' other orderings (each method above labelled-only, ACTION++ above ACTION, ARCO above
-MONA) hold on fewer seeds at this size and are reported there, not asserted.
+seeds 0–2 at this size) on both CPUs it was run on (AVX2 and AVX-512: XLA's round-off differs
+between them and moves a seed's Dice by up to 0.01): FixMatch above labelled-only training, and
+ACTION and ACTION++ above Mean Teacher. UA-MT above Mean Teacher held on 3 / 3 seeds on one CPU
+and 1 / 3 on the other (seed 0: 0.772 vs 0.774), so it is reported there, not asserted. The
+papers' other orderings (each method above labelled-only, ACTION++ above ACTION, ARCO above MONA)
+hold on fewer seeds at this size and are reported there too.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def _study(tmp_path, methods: str, labelled: int = 1) -> dict:
 
 
 def test_teachers_beat_mean_teacher_with_one_labelled_patient(tmp_path):
-  rows = _study(tmp_path, "Mean Teacher,UA-MT,ACTION (fine-tuning),ACTION++")
+  rows = _study(tmp_path, "Mean Teacher,ACTION (fine-tuning),ACTION++")
   teacher = rows.pop("Mean Teacher")
   assert teacher["dice"] > 0.7
   for name, result in rows.items():

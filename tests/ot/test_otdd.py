@@ -8,12 +8,14 @@ Sizes are tiny and shapes shared between tests, so the file compiles only a hand
 import importlib
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import linalg, optimize, special
 from scipy.spatial.distance import cdist
 
-from mlsup_jax.ot import SinkhornSettings, embed, flatten_pixels, otdd
+from mlsup_jax.ot import SinkhornSettings, embed, flatten_pixels, otdd, outer_problem
 from mlsup_jax.ot.class_clouds import class_clouds, padded_size
 from mlsup_jax.ot.label_costs import gaussian_label_costs
 from mlsup_jax.ot.outer_problem import auto_batch_size
@@ -307,6 +309,34 @@ def test_online_blockwise_costs_match_dense():
   # "auto" (the default) is dense at this size, online blocks above 10240 points per side.
   assert dense.settings["batch_size"] is None and online.settings["batch_size"] == 16
   assert auto_batch_size(10240, 10240) is None and auto_batch_size(10241, 10) == 256
+
+
+def test_column_tiles_match_dense(monkeypatch):
+  # Tiles of 13 columns over 40 and 56 points: several tiles, the last one padded with −inf.
+  monkeypatch.setattr(outer_problem, "COLUMN_TILE", 13)
+  xa, ya = _dataset(40, seed=3)
+  xb, yb = _dataset(56, seed=4, shift=0.3)
+  dense, tiled = otdd(xa, ya, xb, yb), otdd(xa, ya, xb, yb, batch_size=8)
+  assert tiled.divergence == pytest.approx(dense.divergence, rel=1e-5)
+
+
+def test_streaming_lse_equals_logsumexp_with_zero_weight_points():
+  rng = np.random.default_rng(0)
+  block, points = rng.normal(size=(5, 3)), rng.normal(size=(23, 3))
+  potentials = rng.normal(size=23)
+  potentials[[0, 7, 22]] = -np.inf  # zero-weight points
+  p = rng.normal(size=5)
+  cost = (block[:, None, :] - points[None]) ** 2
+  expected = 0.7 * jax.nn.logsumexp((p[:, None] + potentials[None] - cost.sum(-1)) / 0.7, axis=1)
+
+  def cost_tile(tile):
+    return ((jnp.asarray(block)[:, None, :] - tile[None]) ** 2).sum(-1)
+
+  for tile in (1, 4, 23, 64):
+    out = outer_problem.streaming_lse(cost_tile, p, points, potentials, 0.7, tile=tile)
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+  all_masked = outer_problem.streaming_lse(cost_tile, p, points, np.full(23, -np.inf), 0.7, 4)
+  assert np.all(np.isneginf(all_masked))
 
 
 def test_padded_sizes_and_clouds():
