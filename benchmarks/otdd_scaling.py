@@ -180,12 +180,15 @@ def main(argv):
       f"distance {leg['distance']:.4f}, {leg['costs']}",
       flush=True,
     )
-  time_exponent = fit_exponent(sizes, [legs[n]["step_ms_median"] for n in sizes])
-  iteration_exponent = fit_exponent(sizes, [legs[n]["ms_per_iteration"] for n in sizes])
-  scaling = (
-    f"fit over n={sizes}: time ∝ n^{time_exponent:.2f}, time per Sinkhorn iteration ∝ "
-    f"n^{iteration_exponent:.2f}"
-  )
+  if len(set(sizes)) > 1:
+    time_exponent = fit_exponent(sizes, [legs[n]["step_ms_median"] for n in sizes])
+    iteration_exponent = fit_exponent(sizes, [legs[n]["ms_per_iteration"] for n in sizes])
+    scaling = (
+      f"fit over n={sizes}: time ∝ n^{time_exponent:.2f}, time per Sinkhorn iteration ∝ "
+      f"n^{iteration_exponent:.2f}"
+    )
+  else:  # One size: no slope to fit (the largest sizes are run one per process).
+    scaling = f"one size (n={sizes[0]}): no scaling fit"
   print(scaling)
   env = report.environment(jax.devices()[:1])
   for n in sizes:

@@ -10,8 +10,10 @@ one compilation when both sides have the same padded size, and OT(B, B) is not r
 when B is A.
 
 Costs are dense `[n, m]` matrices (3 × 400 MB at 10k points per side, float32), or recomputed
-blockwise each iteration with `batch_size` (memory O(batch_size · m): 100 MB of temporaries at
-256 × 100k). `auto_batch_size` picks dense up to 10240² entries per matrix and blocks above.
+blockwise each iteration with `batch_size` rows per block, each block reduced over the other
+side in tiles of `COLUMN_TILE` columns (`streaming_lse`: temporaries of batch_size × tile, in
+cache whatever m is; memory O(m) for the potentials and points). `auto_batch_size` picks dense
+up to 10240² entries per matrix and blocks above.
 """
 
 from __future__ import annotations
