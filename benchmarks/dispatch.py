@@ -55,7 +55,7 @@ def time_dispatch(setup: RunSetup, k: int, steps: int, warmup: int, unroll: int 
       return compiled(state, batch, jax.random.fold_in(setup.train_rng, i))[0]
   else:
     step = setup.compile_steps(stage, shardings, k, unroll)
-    batches = mesh_lib.stacked_global_batch(local, setup.mesh)
+    batches = mesh_lib.global_stacked_batch(mesh_lib.stack_local_batches(local), setup.mesh)
     compiled = step.lower(state, batches, setup.train_rng, np.int32(0)).compile()
 
     def dispatch(state, i):

@@ -117,11 +117,6 @@ def global_stacked_batch(stacked_local, mesh: Mesh):
   )
 
 
-def stacked_global_batch(local_batches, mesh: Mesh):
-  """Global `[k, B, …]` arrays from `k` of this process's local batches (multi-host safe)."""
-  return global_stacked_batch(stack_local_batches(local_batches), mesh)
-
-
 def global_batch(local_batch, mesh: Mesh):
   """Forms global `jax.Array`s from this process's slice of the batch (multi-host safe)."""
   sharding = batch_sharding(mesh)

@@ -304,7 +304,7 @@ def test_online_blockwise_costs_match_dense():
   xb, yb = _dataset(48, seed=2, shift=0.3)
   dense, online = otdd(xa, ya, xb, yb), otdd(xa, ya, xb, yb, batch_size=16)
   assert online.divergence == pytest.approx(dense.divergence, rel=1e-5)
-  ragged = otdd(xa, ya, xb, yb, batch_size=20)  # 48 rows: not whole blocks (lax.map batching).
+  ragged = otdd(xa, ya, xb, yb, batch_size=20)  # 48 rows: not whole blocks (padded).
   assert ragged.divergence == pytest.approx(dense.divergence, rel=1e-5)
   # "auto" (the default) is dense at this size, online blocks above 10240 points per side.
   assert dense.settings["batch_size"] is None and online.settings["batch_size"] == 16
