@@ -51,6 +51,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from mlsup_jax.data import epoch_shuffle
 from mlsup_jax.data.augmentation.transforms import TRANSFORMS
 from mlsup_jax.data.sources import build_source
 from mlsup_jax.data.validation import DataError, check_example, squeeze_single_slice
@@ -296,7 +297,7 @@ def _stream_batches(spec: StreamSpec, data_config, seed: int, source=None) -> gr
   if spec.name != MAIN_STREAM and not spec.require_label:
     dataset = dataset.map(_DropLabel(where))
   dataset = _validated(dataset, where, data_config, spec.require_label, process_slice=False)
-  dataset = dataset.shuffle(seed=seed).repeat(None)
+  dataset = epoch_shuffle.shuffle(dataset, seed).repeat(None)
   dataset = _transformed(dataset, spec.transforms, data_config, seed + 1)
   dataset = _with_views(dataset, spec.views, data_config, seed, spec.where)
   where_batch = f"{spec.where} batch_size"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grain
 import ml_collections
 import numpy as np
 import pytest
@@ -101,6 +102,9 @@ def test_train_batches_have_the_right_shapes_and_contents():
   np.testing.assert_array_equal(np.sort(indices[10:20]), np.arange(10))
   assert not np.array_equal(indices[:10], np.arange(10))  # shuffled
   assert not np.array_equal(indices[:10], indices[10:20])  # re-shuffled each epoch
+  # grain's shuffle order exactly (data/epoch_shuffle.py computes it one epoch at a time).
+  grain_order = grain.MapDataset.range(10).shuffle(seed=0).repeat(None)
+  assert indices.tolist() == [grain_order[i] for i in range(len(indices))]
 
 
 def test_train_augmentation_keeps_label_aligned_and_image_normalized():
