@@ -4,6 +4,7 @@ r"""End-to-end training throughput: the real loop against the bare jitted step.
   python -m benchmarks.loop --config=configs/semi_supervised.py:small,kind=fixmatch --steps=100 \
       --out=benchmarks/results/loop.md
   python -m benchmarks.loop --config=configs/tend.py --stage=margin --steps=40
+  python -m benchmarks.loop --config=configs/segmentation.py:smoke --steps=200 --split_cores=0:1
 
 The loop is `trainer.train_and_evaluate` as a user runs it — input pipeline, host → device
 transfers, logging and checkpoints at the config's cadence, evaluation — in a fresh workdir, with
@@ -16,6 +17,10 @@ step) of the same stage. Prints (and with `--out`, appends) the examples/s of bo
 (bare step time / loop time per step: 1 = the loop adds nothing) and where the loop's host time
 went (`phases`, seconds per step); a ratio well below 1 means the loop, not the step, sets the
 speed.
+
+On a CPU the step and the host's work share the cores; `--split_cores=HOST:DEVICE` pins XLA's
+runtime threads to the DEVICE cores and everything else to the HOST cores for both
+measurements (`core_split.py`), and prints where the process's CPU time went.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks import harness
+from benchmarks import core_split, harness
 from mlsup_jax.core import loop_clock, trainer
 
 
@@ -40,6 +45,13 @@ def define_flags() -> None:
   flags.DEFINE_integer("iters", 10, "Timed steps of the bare-step measurement.")
   flags.DEFINE_string("out", "", "Markdown file to append the result to (optional).")
   flags.DEFINE_string("stage", None, "Stage to compare (default: the method's first).")
+  flags.DEFINE_string(
+    "split_cores",
+    "",
+    "HOST:DEVICE core lists (e.g. '0:1' or '0:1,2,3'): pin XLA's CPU runtime to the DEVICE cores "
+    "and everything else to the HOST cores, emulating an accelerator host (benchmarks/core_split"
+    ".py). Default: no pinning.",
+  )
   flags.mark_flags_as_required(["config"])
 
 
@@ -123,8 +135,18 @@ def main(argv):
   overrides = config_flags.get_override_values(flag)
   name += "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
   load = os.getloadavg()[0]
+  runtime = None
+  if flags.FLAGS.split_cores:
+    host, device_cores = (
+      {int(c) for c in part.split(",")} for part in flags.FLAGS.split_cores.split(":")
+    )
+    runtime = core_split.split(host, device_cores)
   row = measure(flags.FLAGS.config, flags.FLAGS.steps, flags.FLAGS.iters, stage=flags.FLAGS.stage)
   device = f"{jax.devices()[0].device_kind} ×{len(jax.devices())}"
+  if runtime is not None:
+    device += f", split {flags.FLAGS.split_cores}"
+    report = core_split.thread_report(runtime)
+    print("CPU seconds by where they ran: " + ", ".join(f"{k} {v:.1f}" for k, v in report.items()))
   text = markdown_row(name, row, device, load)
   print(HEADER + text)
   if flags.FLAGS.out:

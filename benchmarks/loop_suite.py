@@ -13,7 +13,9 @@ examples/s, their ratio and the loop's host time by phase).
 `--cadence=configured` keeps the config's logging and checkpoint cadence (smoke configs log
 every 2–4 steps and checkpoint every 3–8: a test cadence); `--cadence=production` logs every 25
 steps and checkpoints every 100 (the default configs' cadence is 25–50 / 100–500), so small
-steps stand in for an accelerator's launch-bound ones.
+steps stand in for an accelerator's launch-bound ones. `--split_cores=0:1` runs each entry with
+XLA's runtime on core 1 and the host's work on core 0 (`benchmarks/core_split.py`): the CPU
+stand-in for an accelerator host, where the input pipeline does not take the device's core.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ ENTRIES = tuple(e for e in SUITE if e.name != "embedding_retrieval") + (
 PRODUCTION_CADENCE = (("train.log_every", 25), ("train.checkpoint_every", 100))
 
 
-def command(entry: Entry, size: str, cadence: str, steps: int, iters: int, out: str) -> list:
+def command(
+  entry: Entry, size: str, cadence: str, steps: int, iters: int, out: str, split_cores: str = ""
+) -> list:
   """The `benchmarks.loop` command line of one entry."""
   arg = entry.arg(size)
   cmd = [sys.executable, "-m", "benchmarks.loop", f"--config=configs/{entry.module}.py:{arg}"]
@@ -45,6 +49,8 @@ def command(entry: Entry, size: str, cadence: str, steps: int, iters: int, out: 
   cmd += [f"--config.{key}={value}" for key, value in overrides]
   if entry.stage:
     cmd.append(f"--stage={entry.stage}")
+  if split_cores:
+    cmd.append(f"--split_cores={split_cores}")
   return cmd + [f"--steps={steps}", f"--iters={iters}", f"--out={out}"]
 
 
@@ -57,9 +63,12 @@ def main(argv):
     raise ValueError(f"Unknown --methods {sorted(names - {e.name for e in entries})}.")
   os.makedirs(os.path.dirname(os.path.abspath(f.out)), exist_ok=True)
   with open(f.out, "a") as out:
-    out.write(f"\n`--size={f.size} --cadence={f.cadence} --steps={f.steps}`\n\n{loop.HEADER}")
+    split = f" --split_cores={f.split_cores}" if f.split_cores else ""
+    out.write(
+      f"\n`--size={f.size} --cadence={f.cadence} --steps={f.steps}{split}`\n\n{loop.HEADER}"
+    )
   for entry in entries:
-    cmd = command(entry, f.size, f.cadence, f.steps, f.iters, f.out + ".rows")
+    cmd = command(entry, f.size, f.cadence, f.steps, f.iters, f.out + ".rows", f.split_cores)
     print(" ".join(cmd), flush=True)
     try:
       done = subprocess.run(cmd, timeout=f.timeout_s, capture_output=True, text=True)
@@ -86,4 +95,5 @@ if __name__ == "__main__":
   flags.DEFINE_list("methods", [], "Entry names (default: all).")
   flags.DEFINE_string("out", "docs/results/loop.md", "Markdown file to append to.")
   flags.DEFINE_integer("timeout_s", 900, "Limit per entry.")
+  flags.DEFINE_string("split_cores", "", "Passed to benchmarks.loop (HOST:DEVICE cores).")
   app.run(main)

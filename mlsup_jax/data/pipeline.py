@@ -13,7 +13,8 @@
     }
 
 Each stream goes through the same steps: validation → shuffle (its own seed, re-shuffled each
-epoch) → repeat forever → transforms (seeded per example) → views → this process's rows of each
+epoch; grain's shuffle order, computed a whole epoch at a time: `data/epoch_shuffle.py`) → repeat
+forever → transforms (seeded per example) → views → this process's rows of each
 global batch → batch. Everything before the last step is in the global order, so the global batch
 is the same for any number of processes (and each process reads only its own rows: the dataset
 is lazy). The
