@@ -9,8 +9,9 @@ the smoke pipelines' CPU, docs/results/loop.md). `shuffle` below gives the **sam
 (tested element for element against grain's) from one vectorized pass per epoch: the cipher on
 the whole `2^B` domain in numpy, then the walks of all `n` starting points by pointer jumping
 (each pointer skips the out-of-range values of its target's path, doubling the distance per
-round) — ~10 ms per epoch at the 16-bit block, whatever `n`. The last two epochs' permutations
-are kept, since a batch can straddle an epoch boundary and read threads run ahead.
+round) — 3–6 ms per epoch at the 16-bit block, whatever `n` (measured, one core). The last two
+epochs' permutations are kept, since a batch can straddle an epoch boundary and read threads run
+ahead.
 
 Above `2^MAX_TABLE_BITS` values in the domain (datasets of more than ~2^20 elements), where
 grain's walks are a few cipher calls per element, `shuffle` returns grain's own shuffle.

@@ -19,7 +19,7 @@ import jax, jax.numpy as jnp
 from benchmarks import core_split
 runtime = core_split.split({HOST}, {DEVICE})
 x = jnp.ones((512, 512))
-for _ in range(20):
+for _ in range(60):
   x = jnp.tanh(x @ x)
 x.block_until_ready()
 started = []
@@ -50,7 +50,7 @@ def test_runtime_threads_compute_on_the_device_core_and_new_threads_stay_on_the_
   report = out["report"]
   assert report["other_cpu_s"] == 0.0
   # The matmuls ran on the runtime's threads, not on the host's.
-  assert report["device_cpu_s"] >= 0.05
+  assert report["device_cpu_s"] >= 0.1  # ~16 GFLOP of matmuls: 0.15–0.4 s at 40–100 GFLOP/s
 
 
 def test_overlapping_or_unavailable_cores_are_refused_before_anything_is_pinned():

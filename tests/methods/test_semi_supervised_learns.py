@@ -3,10 +3,11 @@ slices, 11 unlabelled, 400 steps, seed 0), with each run's checkpoint chosen on 
 patients and tested once — `python -m launch.semi_supervised` in a subprocess on one device.
 
 What is asserted is what held on **every** seed of the study (docs/results/semi_supervised.md,
-seeds 0–2 at this size) on both CPUs it was run on (AVX2 and AVX-512: XLA's round-off differs
-between them and moves a seed's Dice by up to 0.01): FixMatch above labelled-only training, and
-ACTION and ACTION++ above Mean Teacher. UA-MT above Mean Teacher held on 3 / 3 seeds on one CPU
-and 1 / 3 on the other (seed 0: 0.772 vs 0.774), so it is reported there, not asserted. The
+seeds 0–2 at this size) on the CPUs it was run on (AMD AVX2, Intel AVX-512; XLA's round-off
+differs between CPUs and moves a seed's Dice by up to 0.01): ACTION and ACTION++ above Mean
+Teacher. UA-MT above Mean Teacher held on 3 / 3 seeds on one CPU and 1 / 3 on the other (seed 0:
+0.772 vs 0.774), and FixMatch above labelled-only on 3 / 3, 3 / 3 and, on an AMD AVX-512 CPU,
+2 / 3 (seed 0: 0.779 vs 0.789), so they are reported there, not asserted. The
 papers' other orderings (each method above labelled-only, ACTION++ above ACTION, ARCO above MONA)
 hold on fewer seeds at this size and are reported there too.
 """
@@ -51,14 +52,14 @@ def test_teachers_beat_mean_teacher_with_one_labelled_patient(tmp_path):
     assert result["dice"] > teacher["dice"], name
 
 
-def test_fixmatch_beats_labelled_only_with_one_labelled_patient(tmp_path):
+def test_fixmatch_and_labelled_only_learn_with_one_labelled_patient(tmp_path):
+  """FixMatch above labelled-only holds on 8 of 9 seed × CPU runs, not on seed 0 of one CPU: not
+  asserted (module docstring)."""
   rows = _study(tmp_path, "labelled-only,FixMatch")
-  labelled_only, fixmatch = rows["labelled-only"], rows["FixMatch"]
-  for result in (labelled_only, fixmatch):
+  for result in (rows["labelled-only"], rows["FixMatch"]):
     assert result["dice"] > 0.7  # both segment the three structures (untrained: ≈ 0.05)
     assert result["num_images"] == 4  # per test volume
     assert 100 <= result["selected_step"] <= 400  # chosen on validation, among the kept steps
-  assert fixmatch["dice"] > labelled_only["dice"]
 
 
 @pytest.mark.study
