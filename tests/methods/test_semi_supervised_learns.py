@@ -3,11 +3,11 @@ slices, 11 unlabelled, 400 steps, seed 0), with each run's checkpoint chosen on 
 patients and tested once — `python -m launch.semi_supervised` in a subprocess on one device.
 
 What is asserted is what held on **every** seed of the study (docs/results/semi_supervised.md,
-seeds 0–2 at this size) on the CPUs it was run on (AMD AVX2, Intel AVX-512; XLA's round-off
-differs between CPUs and moves a seed's Dice by up to 0.01): ACTION and ACTION++ above Mean
-Teacher. UA-MT above Mean Teacher held on 3 / 3 seeds on one CPU and 1 / 3 on the other (seed 0:
-0.772 vs 0.774), and FixMatch above labelled-only on 3 / 3, 3 / 3 and, on an AMD AVX-512 CPU,
-2 / 3 (seed 0: 0.779 vs 0.789), so they are reported there, not asserted. The
+seeds 0–2 at this size) on the CPUs it was run on (AMD AVX2, Intel AVX-512, AMD AVX-512; XLA's
+round-off differs between CPUs and moves a seed's Dice by up to 0.01): ACTION and ACTION++ above
+Mean Teacher. UA-MT above Mean Teacher held on 3 / 3 seeds on one CPU and 1 / 3 on another
+(seed 0: 0.772 vs 0.774), and FixMatch above labelled-only on 3 / 3, 3 / 3 and, on the AMD
+AVX-512 CPU, 2 / 3 (seed 0: 0.779 vs 0.789), so they are reported there, not asserted. The
 papers' other orderings (each method above labelled-only, ACTION++ above ACTION, ARCO above MONA)
 hold on fewer seeds at this size and are reported there too.
 """
